@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from balances.selectors import account_summary
+from brokerage.api import ErrorSerializer
+from brokerage.errors import BrokerageError
+from trades.services import NO_ACCOUNT
+
+
+class PositionSerializer(serializers.Serializer):
+    ticker = serializers.CharField()
+    quantity = serializers.IntegerField()
+    held = serializers.IntegerField()
+
+
+class AccountApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        cash = serializers.DecimalField(max_digits=18, decimal_places=2)
+        held = serializers.DecimalField(max_digits=18, decimal_places=2)
+        available = serializers.DecimalField(max_digits=18, decimal_places=2)
+        positions = PositionSerializer(many=True)
+
+    @extend_schema(
+        operation_id="account_retrieve",
+        responses={
+            200: OutputSerializer,
+            401: OpenApiResponse(ErrorSerializer),
+            403: OpenApiResponse(ErrorSerializer),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        summary = account_summary(customer_id=request.user.id)
+        if summary is None:
+            raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
+        return Response(self.OutputSerializer(summary).data)

@@ -1,0 +1,49 @@
+import json
+from decimal import Decimal, InvalidOperation
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rest_framework.authtoken.models import Token
+
+from balances.services import account_open
+from trades.models import Ticker
+
+
+def parse_position(text: str) -> tuple[str, int]:
+    ticker, _, quantity = text.partition("=")
+    if not quantity.isdigit() or int(quantity) <= 0:
+        raise CommandError(
+            f"--position wants TICKER=QUANTITY with a whole positive quantity: {text!r}"
+        )
+    return ticker.upper(), int(quantity)
+
+
+class Command(BaseCommand):
+    help = "Create a customer with a funded account and print their API token as one JSON line."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--cash", default="0", help="Opening cash, e.g. 10000.00")
+        parser.add_argument(
+            "--position",
+            action="append",
+            default=[],
+            metavar="TICKER=QTY",
+            help="Opening shares; repeatable.",
+        )
+
+    def handle(self, *args, name: str, cash: str, position: list[str], **options) -> None:
+        try:
+            amount = Decimal(cash)
+        except InvalidOperation:
+            raise CommandError(f"--cash must be a decimal amount: {cash!r}") from None
+        if amount < 0 or amount != amount.quantize(Decimal("0.01")):
+            raise CommandError("--cash must be a non-negative amount in whole cents")
+        positions = dict(parse_position(p) for p in position)
+        unknown = set(positions) - set(
+            Ticker.objects.filter(symbol__in=positions).values_list("symbol", flat=True)
+        )
+        if unknown:
+            raise CommandError(f"unknown tickers: {', '.join(sorted(unknown))}")
+        account = account_open(username=name, cash=amount, positions=positions)
+        token = Token.objects.create(user_id=account.customer_id)
+        self.stdout.write(json.dumps({"customer_id": account.customer_id, "token": token.key}))

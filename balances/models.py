@@ -1,0 +1,126 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+CASH_DIGITS = {"max_digits": 18, "decimal_places": 2}
+
+
+class Account(models.Model):
+    """A customer's brokerage account: cash, the cash held for in-flight buys, and the
+    customer's trade sequence. Its row lock is the customer lock: placing, sending,
+    cancelling and settling a customer's trades all take it first."""
+
+    customer = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, primary_key=True, related_name="account"
+    )
+    shard = models.SmallIntegerField()
+    cash = models.DecimalField(**CASH_DIGITS, default=Decimal("0.00"))
+    cash_held = models.DecimalField(**CASH_DIGITS, default=Decimal("0.00"))
+    last_trade_seq = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(cash__gte=0), name="account_cash_not_negative"),
+            models.CheckConstraint(condition=Q(cash_held__gte=0), name="account_held_not_negative"),
+            models.CheckConstraint(
+                condition=Q(cash_held__lte=F("cash")), name="account_held_covered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"account of customer {self.customer_id}"
+
+    @property
+    def available_cash(self) -> Decimal:
+        return self.cash - self.cash_held
+
+
+class Position(models.Model):
+    """Shares of one ticker a customer owns; `held` are reserved by an in-flight sell."""
+
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="positions"
+    )
+    ticker = models.CharField(max_length=10)
+    quantity = models.BigIntegerField(default=0)
+    held = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "ticker"], name="position_one_per_ticker"),
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="position_not_negative"),
+            models.CheckConstraint(condition=Q(held__gte=0), name="position_held_not_negative"),
+            models.CheckConstraint(
+                condition=Q(held__lte=F("quantity")), name="position_held_covered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} {self.ticker} of customer {self.customer_id}"
+
+    @property
+    def available(self) -> int:
+        return self.quantity - self.held
+
+
+class LedgerEntry(models.Model):
+    """One movement of cash (ticker is NULL) or of shares of `ticker`. Append-only: a
+    trigger refuses UPDATE and DELETE; a trade can cause each kind of entry at most once."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "cash deposit"
+        WITHDRAWAL = "withdrawal", "cash withdrawal"
+        SHARES_IN = "shares_in", "shares transferred in"
+        BUY_CASH = "buy_cash", "cash paid for a buy"
+        BUY_SHARES = "buy_shares", "shares received from a buy"
+        SELL_SHARES = "sell_shares", "shares delivered for a sell"
+        SELL_CASH = "sell_cash", "cash received from a sell"
+
+    id = models.BigAutoField(primary_key=True)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    trade = models.ForeignKey(
+        "trades.Trade",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger_entries",
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    ticker = models.CharField(max_length=10, null=True, blank=True)
+    cash_amount = models.DecimalField(**CASH_DIGITS, null=True, blank=True)
+    share_quantity = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["customer", "id"], name="ledger_customer_id")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trade", "kind"],
+                condition=Q(trade__isnull=False),
+                name="ledger_one_entry_per_trade_and_kind",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(ticker__isnull=True, share_quantity__isnull=True, cash_amount__isnull=False)
+                    | Q(
+                        ticker__isnull=False, cash_amount__isnull=True, share_quantity__isnull=False
+                    )
+                ),
+                name="ledger_cash_xor_shares",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        what = (
+            f"{self.cash_amount} USD"
+            if self.ticker is None
+            else f"{self.share_quantity} {self.ticker}"
+        )
+        return f"{self.kind} {what} (customer {self.customer_id}, trade {self.trade_id})"

@@ -1,0 +1,176 @@
+"""Every movement of cash or shares, each with its ledger entry, in the caller's transaction.
+
+Functions that take or release holds change no balance and write no ledger entry; the
+functions that move a balance write exactly one ledger entry per movement. Callers
+hold the customer's account lock (see trades.services) before calling the movers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+
+from balances.models import Account, LedgerEntry
+from outbox.sharding import shard_for_customer
+
+_LEDGER_SQL = """
+INSERT INTO balances_ledgerentry
+    (customer_id, trade_id, kind, ticker, cash_amount, share_quantity, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, now())
+"""
+_ADD_SHARES_SQL = """
+INSERT INTO balances_position (customer_id, ticker, quantity, held) VALUES (%s, %s, %s, 0)
+ON CONFLICT (customer_id, ticker)
+DO UPDATE SET quantity = balances_position.quantity + EXCLUDED.quantity
+"""
+
+
+def _execute(sql: str, params: list) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _ledger_cash(*, customer_id: int, trade_id: int | None, kind: str, amount: Decimal) -> None:
+    _execute(_LEDGER_SQL, [customer_id, trade_id, kind, None, amount, None])
+
+
+def _ledger_shares(
+    *, customer_id: int, trade_id: int | None, kind: str, ticker: str, quantity: int
+) -> None:
+    _execute(_LEDGER_SQL, [customer_id, trade_id, kind, ticker, None, quantity])
+
+
+def account_open(
+    *, username: str, cash: Decimal = Decimal("0"), positions: Mapping[str, int] | None = None
+) -> Account:
+    """Create a customer with an account, funded through the ledger. One transaction."""
+    with transaction.atomic():
+        user = get_user_model().objects.create_user(username=username)
+        account = Account.objects.create(customer=user, shard=shard_for_customer(user.id))
+        if cash:
+            cash_deposit(customer_id=user.id, amount=cash)
+        for ticker, quantity in (positions or {}).items():
+            shares_transfer_in(customer_id=user.id, ticker=ticker, quantity=quantity)
+    account.refresh_from_db()
+    return account
+
+
+def cash_deposit(*, customer_id: int, amount: Decimal) -> None:
+    if amount <= 0:
+        raise ValueError("a deposit must be positive")
+    with transaction.atomic():
+        _execute(
+            "UPDATE balances_account SET cash = cash + %s WHERE customer_id = %s",
+            [amount, customer_id],
+        )
+        _ledger_cash(
+            customer_id=customer_id, trade_id=None, kind=LedgerEntry.Kind.DEPOSIT, amount=amount
+        )
+
+
+def shares_transfer_in(*, customer_id: int, ticker: str, quantity: int) -> None:
+    if quantity <= 0:
+        raise ValueError("a transfer must be positive")
+    with transaction.atomic():
+        _execute(_ADD_SHARES_SQL, [customer_id, ticker, quantity])
+        _ledger_shares(
+            customer_id=customer_id,
+            trade_id=None,
+            kind=LedgerEntry.Kind.SHARES_IN,
+            ticker=ticker,
+            quantity=quantity,
+        )
+
+
+def cash_hold(*, customer_id: int, amount: Decimal) -> bool:
+    """Reserve `amount` of available cash; False (and nothing held) if there is not enough."""
+    return bool(
+        _execute(
+            "UPDATE balances_account SET cash_held = cash_held + %s "
+            "WHERE customer_id = %s AND cash - cash_held >= %s",
+            [amount, customer_id, amount],
+        )
+    )
+
+
+def cash_release(*, customer_id: int, amount: Decimal) -> None:
+    _execute(
+        "UPDATE balances_account SET cash_held = cash_held - %s WHERE customer_id = %s",
+        [amount, customer_id],
+    )
+
+
+def shares_hold(*, customer_id: int, ticker: str, quantity: int) -> bool:
+    """Reserve `quantity` available shares; False (and nothing held) if there are not enough."""
+    return bool(
+        _execute(
+            "UPDATE balances_position SET held = held + %s "
+            "WHERE customer_id = %s AND ticker = %s AND quantity - held >= %s",
+            [quantity, customer_id, ticker, quantity],
+        )
+    )
+
+
+def shares_release(*, customer_id: int, ticker: str, quantity: int) -> None:
+    _execute(
+        "UPDATE balances_position SET held = held - %s WHERE customer_id = %s AND ticker = %s",
+        [quantity, customer_id, ticker],
+    )
+
+
+def buy_settle(
+    *,
+    customer_id: int,
+    trade_id: int,
+    ticker: str,
+    quantity: int,
+    cost: Decimal,
+    hold: Decimal,
+) -> None:
+    """Pay `cost` from cash, release the buy's `hold`, deliver the shares; two ledger entries.
+
+    The ledger's (trade, kind) uniqueness makes a second settlement of the same trade fail."""
+    _execute(
+        "UPDATE balances_account SET cash = cash - %s, cash_held = cash_held - %s "
+        "WHERE customer_id = %s",
+        [cost, hold, customer_id],
+    )
+    _execute(_ADD_SHARES_SQL, [customer_id, ticker, quantity])
+    _ledger_cash(
+        customer_id=customer_id, trade_id=trade_id, kind=LedgerEntry.Kind.BUY_CASH, amount=-cost
+    )
+    _ledger_shares(
+        customer_id=customer_id,
+        trade_id=trade_id,
+        kind=LedgerEntry.Kind.BUY_SHARES,
+        ticker=ticker,
+        quantity=quantity,
+    )
+
+
+def sell_settle(
+    *, customer_id: int, trade_id: int, ticker: str, quantity: int, proceeds: Decimal
+) -> None:
+    """Deliver the held shares, receive `proceeds` in cash; two ledger entries."""
+    _execute(
+        "UPDATE balances_position SET quantity = quantity - %s, held = held - %s "
+        "WHERE customer_id = %s AND ticker = %s",
+        [quantity, quantity, customer_id, ticker],
+    )
+    _execute(
+        "UPDATE balances_account SET cash = cash + %s WHERE customer_id = %s",
+        [proceeds, customer_id],
+    )
+    _ledger_shares(
+        customer_id=customer_id,
+        trade_id=trade_id,
+        kind=LedgerEntry.Kind.SELL_SHARES,
+        ticker=ticker,
+        quantity=-quantity,
+    )
+    _ledger_cash(
+        customer_id=customer_id, trade_id=trade_id, kind=LedgerEntry.Kind.SELL_CASH, amount=proceeds
+    )

@@ -1,0 +1,54 @@
+"""Pieces every API view shares: strict input fields, the error schema, pagination."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
+
+UNKNOWN_FIELD = "Unknown field."
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, nothing else: no strings, no 10.0, no booleans."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Refuses fields it does not know: a misspelt `client_order_id` must not silently
+    turn an idempotent retry into a second order."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        errors = {name: [UNKNOWN_FIELD] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not isinstance(exc.detail, dict):
+                raise
+            raise serializers.ValidationError({**exc.detail, **errors}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="Machine-readable error code.")
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Per-field messages when the request failed validation.",
+    )
+
+
+class NewestFirstCursorPagination(CursorPagination):
+    ordering = "-seq"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200

@@ -1,0 +1,83 @@
+"""One domain exception type, and the one place that turns every API error into JSON.
+
+Every error body is `{"error": <machine-readable code>, "detail": <human text>}`, plus
+`"fields": {name: [messages]}` when the request failed validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class BrokerageError(Exception):
+    """A business rule refused the request. `code` is stable; clients may switch on it."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, code: str, detail: str, *, status_code: int | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class Conflict(BrokerageError):
+    status_code = status.HTTP_409_CONFLICT
+
+
+class NotFound(BrokerageError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+_CODES: dict[type[exceptions.APIException], str] = {
+    exceptions.ParseError: "malformed_request",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.Throttled: "rate_limited",
+    exceptions.ValidationError: "invalid_request",
+}
+
+
+def _flatten(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(item) for item in detail]
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, BrokerageError):
+        return Response({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    code = next((name for cls, name in _CODES.items() if isinstance(exc, cls)), "request_refused")
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail
+        if isinstance(detail, dict):
+            fields = _flatten(detail)
+            non_field = fields.pop("non_field_errors", None)
+            body: dict[str, Any] = {
+                "error": code,
+                "detail": "; ".join(non_field) if non_field else "Some fields are invalid.",
+            }
+            if fields:
+                body["fields"] = fields
+        else:
+            body = {"error": code, "detail": "; ".join(_flatten(detail))}
+    else:
+        body = {"error": code, "detail": str(getattr(exc, "detail", exc))}
+    response.data = body
+    return response

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from balances.apis import AccountApi
+from brokerage.health import healthz
+from trades.apis import TradeCancelApi, TradeDetailApi, TradeListCreateApi
+
+api_v1 = [
+    path("trades/", TradeListCreateApi.as_view(), name="trades"),
+    path("trades/<int:trade_id>/", TradeDetailApi.as_view(), name="trade-detail"),
+    path("trades/<int:trade_id>/cancel/", TradeCancelApi.as_view(), name="trade-cancel"),
+    path("account/", AccountApi.as_view(), name="account"),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

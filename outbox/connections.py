@@ -1,0 +1,35 @@
+"""Dedicated psycopg connections for LISTEN, advisory locks and wake-ups.
+
+They are built from Django's database settings but are not Django's connection: a
+session advisory lock or a LISTEN must live on one session we control, with TCP
+keepalives so that a dead peer is noticed, and must never be closed or reused by
+Django's request cycle."""
+
+from __future__ import annotations
+
+import psycopg
+from django.db import connections
+
+
+def connection_kwargs(alias: str = "default") -> dict:
+    params = connections[alias].settings_dict
+    kwargs = {
+        "dbname": params["NAME"],
+        "user": params.get("USER") or None,
+        "password": params.get("PASSWORD") or None,
+        "host": params.get("HOST") or None,
+        "port": params.get("PORT") or None,
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+    }
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def dedicated_connection(application_name: str, alias: str = "default") -> psycopg.Connection:
+    """An autocommit session of its own, named so operators can find it in pg_stat_activity."""
+    return psycopg.connect(
+        **connection_kwargs(alias), autocommit=True, application_name=application_name[:63]
+    )

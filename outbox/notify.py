@@ -1,0 +1,104 @@
+"""Coalesced shard wake-ups.
+
+A transaction that issues NOTIFY takes a cluster-wide lock at commit, so notifying
+inside every place-trade transaction would serialise all of them. Instead, after a
+commit, the shard is only marked; a background thread sends one NOTIFY per marked
+shard, at most once per `window` seconds per process, on its own connection. A lost
+wake-up costs latency, never a trade: the shard worker also polls."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import psycopg
+from django.conf import settings
+
+from outbox.connections import dedicated_connection
+from outbox.sharding import channel_for_shard
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_SQL = "SELECT pg_notify(c, '') FROM unnest(%s::text[]) AS c"
+
+
+class ShardWaker:
+    def __init__(
+        self,
+        *,
+        window: float,
+        connect: Callable[[], psycopg.Connection] | None = None,
+    ) -> None:
+        self.window = window
+        self._connect = connect or (lambda: dedicated_connection("brokerage-waker"))
+        self._lock = threading.Lock()
+        self._pending: set[int] = set()
+        self._wanted = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._conn: psycopg.Connection | None = None
+
+    def wake(self, shard: int) -> None:
+        """Mark `shard` for a NOTIFY soon. Call only after the commit that made the work."""
+        with self._lock:
+            self._pending.add(shard)
+            self._ensure_thread()
+        self._wanted.set()
+
+    def flush(self) -> None:
+        """Send what is pending now, on the calling thread (tests and shutdown)."""
+        with self._lock:
+            shards, self._pending = self._pending, set()
+        if shards:
+            self._send(shards)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _ensure_thread(self) -> None:
+        # A forked child (gunicorn worker) inherits the object but not the thread.
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._conn = None
+        self._thread = threading.Thread(target=self._run, name="shard-waker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            self.flush()
+            # Rate limit, not a wait for a condition: wake-ups arriving meanwhile are batched.
+            time.sleep(self.window)
+
+    def _send(self, shards: Iterable[int]) -> None:
+        channels = [channel_for_shard(shard) for shard in sorted(shards)]
+        for attempt in range(2):
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                self._conn.execute(NOTIFY_SQL, (channels,))
+                return
+            except psycopg.Error as exc:
+                logger.warning("event=notify_failed attempt=%d error=%r", attempt + 1, exc)
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+
+
+_waker: ShardWaker | None = None
+_waker_lock = threading.Lock()
+
+
+def shard_waker() -> ShardWaker:
+    global _waker
+    with _waker_lock:
+        if _waker is None:
+            _waker = ShardWaker(window=settings.NOTIFY_COALESCE_SECONDS)
+        return _waker

@@ -1,0 +1,179 @@
+"""Settings for every environment; production changes behaviour through environment variables."""
+
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import unquote
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=False)
+# Outside development a missing SECRET_KEY is a start-up error, not a silent default.
+SECRET_KEY = env("SECRET_KEY") if not DEBUG else env("SECRET_KEY", default="dev-only-insecure-key")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "balances",
+    "trades",
+    "outbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "brokerage.middleware.RequestBodyLimitMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "brokerage.urls"
+WSGI_APPLICATION = "brokerage.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database_url() -> str:
+    url = env("DATABASE_URL", default=None)
+    if url:
+        return url
+    from brokerage import embedded_postgres
+
+    return embedded_postgres.ensure_running()
+
+
+DATABASES = {"default": env.db_url_config(_database_url())}
+# django-environ leaves a percent-encoded Unix socket directory as it is.
+DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"])
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# A trade request is a few hundred bytes; anything near this is abuse.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=16 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "brokerage.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "place_trade": env("PLACE_TRADE_RATE", default="50/s"),
+    },
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Brokerage API",
+    "DESCRIPTION": "Market orders on US stocks: place, list, cancel; account balances.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Trading -----------------------------------------------------------------------------
+# Customers are split over this many shards; fixed for the life of a deployment.
+SHARD_COUNT = env.int("SHARD_COUNT", default=100)
+# Largest quantity one order may ask for (whole shares).
+MAX_ORDER_QUANTITY = env.int("MAX_ORDER_QUANTITY", default=1_000_000)
+# Buy orders hold quantity × quote × (1 + collar); the exchange may not fill above that price.
+PRICE_COLLAR = Decimal(env.str("PRICE_COLLAR", default="0.05"))
+
+# --- Exchange ----------------------------------------------------------------------------
+EXCHANGE_URL = env("EXCHANGE_URL", default="http://127.0.0.1:9000")
+EXCHANGE_CONNECT_TIMEOUT = env.float("EXCHANGE_CONNECT_TIMEOUT", default=1.0)
+EXCHANGE_READ_TIMEOUT = env.float("EXCHANGE_READ_TIMEOUT", default=3.0)
+# Where the exchange calls us back (it must reach the web process).
+CALLBACK_URL = env("CALLBACK_URL", default="http://127.0.0.1:8000/exchange/callback/")
+# Standard Webhooks secrets ("whsec_..."), space-separated: the first signs, any verifies,
+# so a secret can be rotated without downtime.
+EXCHANGE_WEBHOOK_SECRETS = env.str(
+    "EXCHANGE_WEBHOOK_SECRET",
+    default="whsec_ZGV2LW9ubHktZXhjaGFuZ2Utc2VjcmV0LTAwMDA=" if DEBUG else "",
+).split()
+
+# --- Workers -----------------------------------------------------------------------------
+WORKER_POLL_INTERVAL = env.float("WORKER_POLL_INTERVAL", default=1.0)
+WORKER_LOCK_RETRY_INTERVAL = env.float("WORKER_LOCK_RETRY_INTERVAL", default=0.25)
+NOTIFY_COALESCE_SECONDS = env.float("NOTIFY_COALESCE_SECONDS", default=0.005)
+REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=5.0)
+# An in-flight trade with no callback after this long is looked up at the exchange.
+REAPER_IN_FLIGHT_DEADLINE = env.float("REAPER_IN_FLIGHT_DEADLINE", default=30.0)
+# An outbox row nobody took after this long is re-notified.
+REAPER_OUTBOX_STALE_SECONDS = env.float("REAPER_OUTBOX_STALE_SECONDS", default=10.0)

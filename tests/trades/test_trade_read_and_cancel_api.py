@@ -1,0 +1,142 @@
+import pytest
+from django.db import connection
+
+from trades.models import Trade
+
+URL = "/api/v1/trades/"
+
+
+def place(api, **overrides):
+    body = {"ticker": "AAPL", "side": "buy", "quantity": 1, **overrides}
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def force_status(trade_id, status, **fields):
+    Trade.objects.filter(id=trade_id).update(status=status, **fields)
+
+
+@pytest.mark.django_db
+class TestRead:
+    def test_detail_has_execution_fields(self, api):
+        trade = place(api)
+        body = api.get(f"{URL}{trade['id']}/").json()
+        assert body["id"] == trade["id"]
+        assert {"fill_price", "executed_at", "submitted_at"} <= body.keys()
+
+    def test_list_is_newest_first_and_only_the_customers_own(self, api, make_customer):
+        other = make_customer().client()
+        place(other)
+        mine = [place(api, quantity=q)["id"] for q in (1, 2, 3)]
+
+        body = api.get(URL).json()
+
+        assert [t["id"] for t in body["results"]] == list(reversed(mine))
+
+    def test_cursor_pagination_walks_every_trade_once(self, api):
+        mine = [place(api, quantity=q)["id"] for q in range(1, 6)]
+        seen, url = [], f"{URL}?limit=2"
+        while url:
+            page = api.get(url).json()
+            assert len(page["results"]) <= 2
+            seen += [t["id"] for t in page["results"]]
+            url = page["next"]
+        assert seen == list(reversed(mine))
+
+    def test_page_size_is_capped(self, api, customer):
+        Trade.objects.bulk_create(
+            Trade(customer_id=customer.id, seq=n, ticker_id="AAPL", side="buy", quantity=1)
+            for n in range(1, 206)
+        )
+        page = api.get(f"{URL}?limit=100000").json()
+        assert len(page["results"]) == 200
+        assert page["next"]
+
+    def test_status_filter(self, api):
+        a = place(api)
+        place(api)
+        api.post(f"{URL}{a['id']}/cancel/")
+
+        body = api.get(f"{URL}?status=cancelled").json()
+
+        assert [t["id"] for t in body["results"]] == [a["id"]]
+
+    @pytest.mark.parametrize("query", ["status=done", "limit=0", "limit=x", "bogus=1"])
+    def test_bad_list_parameters_are_400(self, api, query):
+        response = api.get(f"{URL}?{query}")
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_request"
+
+    def test_unknown_trade_is_404(self, api):
+        response = api.get(f"{URL}999999/")
+        assert response.status_code == 404
+        assert response.json()["error"] == "not_found"
+
+
+@pytest.mark.django_db
+class TestCancel:
+    def test_a_placed_trade_is_cancelled(self, api):
+        trade = place(api)
+        response = api.post(f"{URL}{trade['id']}/cancel/")
+        assert response.status_code == 200
+        assert response.json()["status"] == "cancelled"
+        assert Trade.objects.get(id=trade["id"]).status == "cancelled"
+
+    @pytest.mark.parametrize("status", ["in_progress", "rejected", "cancelled"])
+    def test_any_other_state_is_a_conflict(self, api, status):
+        trade = place(api)
+        if status == "cancelled":
+            api.post(f"{URL}{trade['id']}/cancel/")
+        else:
+            force_status(trade["id"], status)
+
+        response = api.post(f"{URL}{trade['id']}/cancel/")
+
+        assert response.status_code == 409
+        assert response.json()["error"] == "trade_not_cancellable"
+        assert Trade.objects.get(id=trade["id"]).status == status
+
+    def test_filled_is_a_conflict(self, api):
+        trade = place(api)
+        force_status(trade["id"], "in_progress")
+        with connection.cursor() as c:
+            c.execute(
+                "UPDATE trades_trade SET status='filled', fill_price=1, executed_at=now() "
+                "WHERE id=%s",
+                [trade["id"]],
+            )
+        assert api.post(f"{URL}{trade['id']}/cancel/").status_code == 409
+
+
+@pytest.mark.django_db
+class TestOtherCustomersTrades:
+    """B learns nothing about A's trades: the same 404 as for a trade that never existed."""
+
+    def test_read_list_filter_and_cancel_are_invisible(self, api, make_customer):
+        trade = place(api, client_order_id="secret")
+        intruder = make_customer().client()
+
+        assert intruder.get(f"{URL}{trade['id']}/").status_code == 404
+        assert intruder.get(URL).json()["results"] == []
+        assert intruder.get(f"{URL}?status=placed").json()["results"] == []
+        cancel = intruder.post(f"{URL}{trade['id']}/cancel/")
+        assert cancel.status_code == 404
+        assert cancel.json() == intruder.get(f"{URL}999999/").json()
+        assert Trade.objects.get(id=trade["id"]).status == "placed"
+        # The intruder's idempotency keys are their own: no collision, no leak.
+        assert (
+            intruder.post(
+                URL,
+                {"ticker": "AAPL", "side": "sell", "quantity": 9, "client_order_id": "secret"},
+                format="json",
+            ).status_code
+            == 201
+        )
+
+    def test_unauthenticated_reads_are_401(self, client, api):
+        trade = place(api)
+        assert client.get(URL).status_code == 401
+        assert client.get(f"{URL}{trade['id']}/").status_code == 401
+        assert client.post(f"{URL}{trade['id']}/cancel/").status_code == 401
+        assert client.get("/api/v1/account/").status_code == 401

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from brokerage.api import (
+    ErrorSerializer,
+    NewestFirstCursorPagination,
+    StrictInputSerializer,
+    StrictIntegerField,
+)
+from brokerage.errors import NotFound
+from trades.models import Trade
+from trades.selectors import ticker_is_tradable, trade_get_for_customer, trade_list_for_customer
+from trades.services import TRADE_NOT_FOUND, trade_cancel, trade_place
+
+UNKNOWN_TICKER = "Unknown ticker {symbol!r}."
+CLIENT_ORDER_ID_FORMAT = "Use 1 to 64 printable ASCII characters without spaces."
+
+
+class TradeOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    ticker = serializers.CharField(source="ticker_id")
+    side = serializers.ChoiceField(choices=Trade.Side.choices)
+    quantity = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Trade.Status.choices)
+    reason = serializers.CharField(allow_null=True)
+    client_order_id = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    submitted_at = serializers.DateTimeField(allow_null=True)
+    executed_at = serializers.DateTimeField(allow_null=True)
+    fill_price = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
+
+
+def _error_responses(*codes: int) -> dict:
+    return {code: OpenApiResponse(ErrorSerializer) for code in codes}
+
+
+class TradeListCreateApi(APIView):
+    class InputSerializer(StrictInputSerializer):
+        ticker = serializers.CharField(max_length=10, help_text="Case-insensitive, e.g. AAPL.")
+        side = serializers.ChoiceField(choices=Trade.Side.choices)
+        quantity = StrictIntegerField(
+            min_value=1,
+            max_value=settings.MAX_ORDER_QUANTITY,
+            help_text=f"Whole shares, 1 to {settings.MAX_ORDER_QUANTITY}.",
+        )
+        client_order_id = serializers.RegexField(
+            r"^[\x21-\x7e]{1,64}$",
+            required=False,
+            allow_null=True,
+            error_messages={"invalid": CLIENT_ORDER_ID_FORMAT},
+            help_text="Your idempotency key: retrying with it never places a second trade.",
+        )
+
+        def validate_ticker(self, value: str) -> str:
+            symbol = value.strip().upper()
+            if not ticker_is_tradable(symbol):
+                raise serializers.ValidationError(UNKNOWN_TICKER.format(symbol=symbol))
+            return symbol
+
+    class FilterSerializer(StrictInputSerializer):
+        status = serializers.ChoiceField(choices=Trade.Status.choices, required=False)
+        cursor = serializers.CharField(required=False)
+        limit = serializers.IntegerField(required=False, min_value=1)
+
+    @extend_schema(
+        operation_id="trades_list",
+        parameters=[
+            OpenApiParameter("status", enum=Trade.Status.values, required=False),
+            OpenApiParameter("cursor", str, required=False),
+            OpenApiParameter("limit", int, required=False, description="Page size, at most 200."),
+        ],
+        responses={200: TradeOutputSerializer(many=True), **_error_responses(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        trades = trade_list_for_customer(
+            customer_id=request.user.id, status=filters.validated_data.get("status")
+        )
+        paginator = NewestFirstCursorPagination()
+        page = paginator.paginate_queryset(trades, request, view=self)
+        return paginator.get_paginated_response(TradeOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="trades_place",
+        request=InputSerializer,
+        responses={
+            201: TradeOutputSerializer,
+            200: OpenApiResponse(TradeOutputSerializer, "A replay of a known client_order_id."),
+            **_error_responses(400, 401, 403, 409, 413, 415, 429),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = trade_place(customer_id=request.user.id, **serializer.validated_data)
+        return Response(
+            TradeOutputSerializer(result.trade).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+
+class TradeDetailApi(APIView):
+    @extend_schema(
+        operation_id="trades_retrieve",
+        responses={200: TradeOutputSerializer, **_error_responses(401, 404)},
+    )
+    def get(self, request: Request, trade_id: int) -> Response:
+        trade = trade_get_for_customer(customer_id=request.user.id, trade_id=trade_id)
+        if trade is None:
+            raise NotFound("not_found", TRADE_NOT_FOUND)
+        return Response(TradeOutputSerializer(trade).data)
+
+
+class TradeCancelApi(APIView):
+    @extend_schema(
+        operation_id="trades_cancel",
+        request=None,
+        responses={200: TradeOutputSerializer, **_error_responses(401, 404, 409)},
+    )
+    def post(self, request: Request, trade_id: int) -> Response:
+        trade = trade_cancel(customer_id=request.user.id, trade_id=trade_id)
+        return Response(TradeOutputSerializer(trade).data)

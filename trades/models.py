@@ -1,0 +1,128 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+PRICE_DIGITS = {"max_digits": 14, "decimal_places": 4}
+
+
+class Ticker(models.Model):
+    """A stock customers may trade; anything else is refused before it reaches the exchange."""
+
+    symbol = models.CharField(max_length=10, primary_key=True)
+    name = models.CharField(max_length=200)
+    active = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+class Trade(models.Model):
+    class Side(models.TextChoices):
+        BUY = "buy"
+        SELL = "sell"
+
+    class Status(models.TextChoices):
+        PLACED = "placed"
+        IN_PROGRESS = "in_progress"
+        FILLED = "filled"
+        REJECTED = "rejected"
+        CANCELLED = "cancelled"
+
+    TERMINAL = frozenset({Status.FILLED, Status.REJECTED, Status.CANCELLED})
+    OPEN = frozenset({Status.PLACED, Status.IN_PROGRESS})
+    # The only moves a trade may make; a trigger in migration 0002 enforces the same table.
+    TRANSITIONS = {
+        Status.PLACED: frozenset({Status.IN_PROGRESS, Status.REJECTED, Status.CANCELLED}),
+        Status.IN_PROGRESS: frozenset({Status.FILLED, Status.REJECTED}),
+    }
+
+    id = models.BigAutoField(primary_key=True)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trades"
+    )
+    # The customer's order: assigned under the customer's account lock, gapless per customer.
+    seq = models.BigIntegerField()
+    ticker = models.ForeignKey(Ticker, on_delete=models.PROTECT, db_column="ticker")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = models.BigIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PLACED)
+    reason = models.CharField(max_length=200, null=True, blank=True)
+    client_order_id = models.CharField(max_length=64, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    fill_price = models.DecimalField(**PRICE_DIGITS, null=True, blank=True)
+    exchange_order_id = models.CharField(max_length=64, null=True, blank=True)
+    # Cash reserved for an in-flight buy (quantity × quote × (1 + collar)), released at settlement.
+    cash_held = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    # The most a buy may fill at (the least a sell may): sent to the exchange as protection.
+    limit_price = models.DecimalField(**PRICE_DIGITS, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "seq"], name="trade_customer_seq"),
+            models.UniqueConstraint(
+                fields=["customer", "client_order_id"],
+                condition=Q(client_order_id__isnull=False),
+                name="trade_customer_client_order_id",
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive"),
+            models.CheckConstraint(condition=Q(side__in=["buy", "sell"]), name="trade_side_valid"),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=["placed", "in_progress", "filled", "rejected", "cancelled"]
+                ),
+                name="trade_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="filled")
+                | Q(fill_price__isnull=False, executed_at__isnull=False),
+                name="trade_filled_has_price",
+            ),
+        ]
+        indexes = [
+            # The shard worker's "oldest open trade of this customer".
+            models.Index(
+                fields=["customer", "seq"],
+                condition=Q(status__in=["placed", "in_progress"]),
+                name="trade_open_by_customer",
+            ),
+            # The customer's list filtered by status, newest first.
+            models.Index(fields=["customer", "status", "seq"], name="trade_customer_status"),
+            # The reaper: placed trades that may have lost their outbox row.
+            models.Index(
+                fields=["created_at"], condition=Q(status="placed"), name="trade_placed_age"
+            ),
+            # The reaper: in-flight trades past their deadline.
+            models.Index(
+                fields=["submitted_at"],
+                condition=Q(status="in_progress"),
+                name="trade_in_flight_age",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"trade {self.id}: {self.side} {self.quantity} {self.ticker_id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @classmethod
+    def check_transition(cls, current: str, new: str) -> None:
+        if new not in cls.TRANSITIONS.get(current, frozenset()):
+            raise IllegalTransition(f"a {current} trade cannot become {new}")
+
+    def transition_to(self, new: str, **fields: object) -> list[str]:
+        """Move to `new` (refusing illegal moves) and set `fields`; returns the changed field
+        names for `save(update_fields=...)`. The caller holds the trade's row lock."""
+        self.check_transition(self.status, new)
+        self.status = new
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return ["status", *fields]

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import time
+
+from django.db.models import QuerySet
+
+from trades.models import Ticker, Trade
+
+_TICKER_CACHE_SECONDS = 60.0
+_tickers: frozenset[str] = frozenset()
+_tickers_loaded_at = float("-inf")
+
+
+def ticker_is_tradable(symbol: str) -> bool:
+    """Whether `symbol` is an active ticker. The reference table is small and changes
+    rarely, so each process keeps it in memory for a minute."""
+    global _tickers, _tickers_loaded_at
+    now = time.monotonic()
+    if now - _tickers_loaded_at > _TICKER_CACHE_SECONDS:
+        _tickers = frozenset(Ticker.objects.filter(active=True).values_list("symbol", flat=True))
+        _tickers_loaded_at = now
+    return symbol in _tickers
+
+
+def ticker_cache_clear() -> None:
+    global _tickers_loaded_at
+    _tickers_loaded_at = float("-inf")
+
+
+def trade_list_for_customer(*, customer_id: int, status: str | None = None) -> QuerySet[Trade]:
+    trades = Trade.objects.filter(customer_id=customer_id)
+    if status:
+        trades = trades.filter(status=status)
+    return trades
+
+
+def trade_get_for_customer(*, customer_id: int, trade_id: int) -> Trade | None:
+    return Trade.objects.filter(customer_id=customer_id, id=trade_id).first()
