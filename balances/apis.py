@@ -19,7 +19,7 @@ class PositionSerializer(serializers.Serializer):
 
 
 class AccountApi(APIView):
-    class OutputSerializer(serializers.Serializer):
+    class AccountSerializer(serializers.Serializer):
         cash = serializers.DecimalField(max_digits=18, decimal_places=2)
         held = serializers.DecimalField(max_digits=18, decimal_places=2)
         available = serializers.DecimalField(max_digits=18, decimal_places=2)
@@ -28,7 +28,7 @@ class AccountApi(APIView):
     @extend_schema(
         operation_id="account_retrieve",
         responses={
-            200: OutputSerializer,
+            200: AccountSerializer,
             401: OpenApiResponse(ErrorSerializer),
             403: OpenApiResponse(ErrorSerializer),
         },
@@ -37,4 +37,4 @@ class AccountApi(APIView):
         summary = account_summary(customer_id=request.user.id)
         if summary is None:
             raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
-        return Response(self.OutputSerializer(summary).data)
+        return Response(self.AccountSerializer(summary).data)

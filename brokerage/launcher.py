@@ -6,6 +6,7 @@ process in the Procfile and stops them all on Ctrl-C."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -26,6 +27,10 @@ def main() -> int:
     port = env.get("PORT", "8000")
     env["WEB_PORT"] = port
     env.setdefault("CALLBACK_URL", f"http://127.0.0.1:{port}/exchange/callback/")
+    env.setdefault("EXCHANGE_PORT", "9000")
+    env.setdefault("EXCHANGE_URL", f"http://127.0.0.1:{env['EXCHANGE_PORT']}")
+    # A fresh callback secret per run, shared by the simulator (signs) and us (verifies).
+    env.setdefault("EXCHANGE_WEBHOOK_SECRET", "whsec_" + base64.b64encode(os.urandom(24)).decode())
     python = sys.executable
     manage = [python, str(REPO_ROOT / "manage.py")]
 

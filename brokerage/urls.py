@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from balances.apis import AccountApi
 from brokerage.health import healthz
-from trades.apis import TradeCancelApi, TradeDetailApi, TradeListCreateApi
+from trades.apis import ExchangeCallbackApi, TradeCancelApi, TradeDetailApi, TradeListCreateApi
 
 api_v1 = [
     path("trades/", TradeListCreateApi.as_view(), name="trades"),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("exchange/callback/", ExchangeCallbackApi.as_view(), name="exchange-callback"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

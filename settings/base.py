@@ -163,17 +163,19 @@ EXCHANGE_READ_TIMEOUT = env.float("EXCHANGE_READ_TIMEOUT", default=3.0)
 CALLBACK_URL = env("CALLBACK_URL", default="http://127.0.0.1:8000/exchange/callback/")
 # Standard Webhooks secrets ("whsec_..."), space-separated: the first signs, any verifies,
 # so a secret can be rotated without downtime.
-EXCHANGE_WEBHOOK_SECRETS = env.str(
-    "EXCHANGE_WEBHOOK_SECRET",
-    default="whsec_ZGV2LW9ubHktZXhjaGFuZ2Utc2VjcmV0LTAwMDA=" if DEBUG else "",
-).split()
+EXCHANGE_WEBHOOK_SECRETS = env.str("EXCHANGE_WEBHOOK_SECRET", default="").split()
 
 # --- Workers -----------------------------------------------------------------------------
 WORKER_POLL_INTERVAL = env.float("WORKER_POLL_INTERVAL", default=1.0)
 WORKER_LOCK_RETRY_INTERVAL = env.float("WORKER_LOCK_RETRY_INTERVAL", default=0.25)
+# A quote this young is reused for the buying-power check (0 = always ask the exchange).
+QUOTE_MAX_AGE = env.float("QUOTE_MAX_AGE", default=1.0)
 NOTIFY_COALESCE_SECONDS = env.float("NOTIFY_COALESCE_SECONDS", default=0.005)
 REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=5.0)
 # An in-flight trade with no callback after this long is looked up at the exchange.
-REAPER_IN_FLIGHT_DEADLINE = env.float("REAPER_IN_FLIGHT_DEADLINE", default=30.0)
+REAPER_IN_FLIGHT_DEADLINE = env.float("REAPER_IN_FLIGHT_DEADLINE", default=10.0)
 # An outbox row nobody took after this long is re-notified.
-REAPER_OUTBOX_STALE_SECONDS = env.float("REAPER_OUTBOX_STALE_SECONDS", default=10.0)
+REAPER_OUTBOX_STALE_SECONDS = env.float("REAPER_OUTBOX_STALE_SECONDS", default=5.0)
+# A placed trade at the head of its customer's queue with no outbox row after this long
+# gets one.
+REAPER_PLACED_STALE_SECONDS = env.float("REAPER_PLACED_STALE_SECONDS", default=5.0)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -13,10 +15,15 @@ from brokerage.api import (
     StrictInputSerializer,
     StrictIntegerField,
 )
-from brokerage.errors import NotFound
+from brokerage.errors import BrokerageError, Conflict, NotFound
+from trades.exchange_client import parse_callback_payload
+from trades.execution import ReportMismatch, SettleOutcome, trade_settle
 from trades.models import Trade
 from trades.selectors import ticker_is_tradable, trade_get_for_customer, trade_list_for_customer
 from trades.services import TRADE_NOT_FOUND, trade_cancel, trade_place
+from trades.webhooks import verify_exchange_callback
+
+logger = logging.getLogger(__name__)
 
 UNKNOWN_TICKER = "Unknown ticker {symbol!r}."
 CLIENT_ORDER_ID_FORMAT = "Use 1 to 64 printable ASCII characters without spaces."
@@ -127,3 +134,37 @@ class TradeCancelApi(APIView):
     def post(self, request: Request, trade_id: int) -> Response:
         trade = trade_cancel(customer_id=request.user.id, trade_id=trade_id)
         return Response(TradeOutputSerializer(trade).data)
+
+
+class ExchangeCallbackApi(APIView):
+    """The exchange reports an order filled or rejected. Signed; no customer token."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    class CallbackResultSerializer(serializers.Serializer):
+        result = serializers.ChoiceField(choices=[o.value for o in SettleOutcome])
+
+    @extend_schema(
+        operation_id="exchange_callback",
+        request={"application/json": dict},
+        responses={200: CallbackResultSerializer, **_error_responses(400, 401, 404, 409)},
+        tags=["exchange"],
+    )
+    def post(self, request: Request) -> Response:
+        payload = verify_exchange_callback(request.body, request.headers)
+        try:
+            report = parse_callback_payload(
+                payload.get("data") if isinstance(payload, dict) else None
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise BrokerageError("malformed_callback", str(exc)) from None
+        try:
+            outcome = trade_settle(report=report)
+        except ReportMismatch as exc:
+            logger.error("event=callback_mismatch %s", exc)
+            raise Conflict("report_mismatch", str(exc)) from None
+        if outcome is SettleOutcome.UNKNOWN_TRADE:
+            logger.error("event=callback_unknown_trade order=%s", report.client_order_id)
+            raise NotFound("unknown_trade", f"No trade {report.client_order_id!r}.")
+        return Response({"result": outcome.value})

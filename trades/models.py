@@ -57,6 +57,8 @@ class Trade(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)
     fill_price = models.DecimalField(**PRICE_DIGITS, null=True, blank=True)
+    # When the trade reached its terminal state (filled, rejected or cancelled).
+    finished_at = models.DateTimeField(null=True, blank=True)
     exchange_order_id = models.CharField(max_length=64, null=True, blank=True)
     # Cash reserved for an in-flight buy (quantity × quote × (1 + collar)), released at settlement.
     cash_held = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)

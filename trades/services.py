@@ -1,4 +1,6 @@
-"""Business rules of a trade's life: place, cancel (send and settle follow in execution.py).
+"""Business rules of a trade's life the customer drives: place and cancel.
+
+Sending to the exchange and settling are in trades.execution.
 
 Lock order, everywhere: the customer's account row, then their position row, then the
 trade row. Every function here that writes is one transaction."""
@@ -8,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from brokerage.errors import BrokerageError, Conflict, NotFound
 from outbox.services import outbox_enqueue
@@ -111,7 +114,7 @@ def trade_cancel(*, customer_id: int, trade_id: int) -> Trade:
             raise Conflict("trade_not_cancellable", NOT_CANCELLABLE.format(status=trade.status))
         trade.save(
             update_fields=trade.transition_to(
-                Trade.Status.CANCELLED, reason="cancelled by customer"
+                Trade.Status.CANCELLED, reason="cancelled by customer", finished_at=timezone.now()
             )
         )
     return trade

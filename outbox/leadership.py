@@ -1,0 +1,124 @@
+"""Shard leadership: Postgres session advisory locks on one dedicated connection, and a
+fencing epoch bumped on every takeover (see outbox.fencing)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+import psycopg
+
+from outbox.connections import dedicated_connection
+
+logger = logging.getLogger("outbox.leadership")
+
+# The first key of the two-int advisory lock form; the second is the shard number.
+SHARD_LOCK_NAMESPACE = 0x5B0C
+REAPER_LOCK_NAMESPACE = 0x5B0D
+
+_TRY_LOCKS_SQL = "SELECT s FROM unnest(%s::int[]) AS s WHERE pg_try_advisory_lock(%s, s) ORDER BY s"
+_HELD_LOCKS_SQL = """
+SELECT objid::int FROM pg_locks
+WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND classid = %s AND objsubid = 2
+  AND granted
+"""
+_TAKE_EPOCH_SQL = """
+INSERT INTO outbox_shardlease (shard, epoch, holder, acquired_at) VALUES (%s, 1, %s, now())
+ON CONFLICT (shard) DO UPDATE
+SET epoch = outbox_shardlease.epoch + 1, holder = EXCLUDED.holder, acquired_at = now()
+RETURNING epoch
+"""
+
+
+class ShardLeadership:
+    """The shards this process leads, and the epoch it took each one with.
+
+    Locks live on one session; if that session dies (the process is fine but the
+    connection was killed, Postgres restarted...), every lock is gone with it, so every
+    shard is dropped at once and re-contested on a new session. Locks are only ever
+    tried for shards not held: session locks stack, and a stacked lock would survive
+    one unlock."""
+
+    def __init__(
+        self,
+        *,
+        shards: Iterable[int],
+        holder: str,
+        namespace: int = SHARD_LOCK_NAMESPACE,
+        connect: Callable[[], psycopg.Connection] | None = None,
+    ) -> None:
+        self.wanted = sorted(set(shards))
+        self.holder = holder
+        self.namespace = namespace
+        self._connect = connect or (lambda: dedicated_connection(f"leader {holder}"))
+        self._conn: psycopg.Connection | None = None
+        self.held: dict[int, int] = {}
+
+    def epoch(self, shard: int) -> int | None:
+        return self.held.get(shard)
+
+    def maintain(self) -> tuple[list[int], list[int]]:
+        """Check the locks we hold still exist and try to take the free ones.
+
+        Returns (gained, lost) shard lists."""
+        lost: list[int] = []
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+            if self.held:
+                rows = self._conn.execute(_HELD_LOCKS_SQL, (self.namespace,)).fetchall()
+                still = {row[0] for row in rows}
+                lost = [shard for shard in self.held if shard not in still]
+                for shard in lost:
+                    del self.held[shard]
+            gained = self._try_take([s for s in self.wanted if s not in self.held])
+        except psycopg.Error as exc:
+            logger.warning("event=lock_session_lost holder=%s error=%r", self.holder, exc)
+            lost += list(self.held)
+            self.held.clear()
+            self._close()
+            return [], sorted(lost)
+        for shard in lost:
+            logger.warning("event=leadership_lost shard=%s holder=%s", shard, self.holder)
+        return gained, sorted(lost)
+
+    def _try_take(self, candidates: list[int]) -> list[int]:
+        if not candidates:
+            return []
+        assert self._conn is not None
+        rows = self._conn.execute(_TRY_LOCKS_SQL, (candidates, self.namespace)).fetchall()
+        gained = []
+        for (shard,) in rows:
+            (epoch,) = self._conn.execute(_TAKE_EPOCH_SQL, (shard, self.holder)).fetchone()
+            self.held[shard] = epoch
+            gained.append(shard)
+            logger.info(
+                "event=leadership_taken shard=%s epoch=%s holder=%s", shard, epoch, self.holder
+            )
+        return gained
+
+    def drop(self, shard: int) -> None:
+        """Stop acting for `shard` (our epoch was found stale) and give its lock back, so
+        that the lock and our bookkeeping agree again."""
+        if self.held.pop(shard, None) is None:
+            return
+        logger.warning("event=leadership_dropped shard=%s holder=%s", shard, self.holder)
+        try:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.namespace, shard))
+        except psycopg.Error:
+            self._close()
+            self.held.clear()
+
+    def release_all(self) -> None:
+        """Give every shard back now (graceful shutdown) by ending the lock session."""
+        self.held.clear()
+        self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None

@@ -1,0 +1,60 @@
+import os
+import signal
+import socket
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from outbox.worker import ShardWorker
+
+
+def parse_shards(text: str, shard_count: int) -> list[int]:
+    """`all`, a list of numbers and ranges (`0-31,40`), or a part `K/N` (the K-th of N
+    equal slices, counting from 1)."""
+    if text == "all":
+        return list(range(shard_count))
+    if "/" in text:
+        part, _, parts = text.partition("/")
+        k, n = int(part), int(parts)
+        if not 1 <= k <= n:
+            raise CommandError(f"--shards {text}: want K/N with 1 <= K <= N")
+        return [s for s in range(shard_count) if s * n // shard_count == k - 1]
+    shards: set[int] = set()
+    for item in text.split(","):
+        low, _, high = item.partition("-")
+        first, last = int(low), int(high or low)
+        shards.update(range(first, last + 1))
+    if not shards or min(shards) < 0 or max(shards) >= shard_count:
+        raise CommandError(f"--shards {text}: shards are 0 to {shard_count - 1}")
+    return sorted(shards)
+
+
+class Command(BaseCommand):
+    help = "Lead (or stand by for) some shards and send their customers' trades to the exchange."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--shards", default="all", help="all | 0-31,40 | K/N")
+        parser.add_argument("--name", default=None, help="Shown in logs and in the lease table.")
+        parser.add_argument("--poll-interval", type=float, default=settings.WORKER_POLL_INTERVAL)
+        parser.add_argument(
+            "--lock-retry-interval", type=float, default=settings.WORKER_LOCK_RETRY_INTERVAL
+        )
+        parser.add_argument("--submit-threads", type=int, default=8)
+
+    def handle(self, *args, **options) -> None:
+        try:
+            shards = parse_shards(options["shards"], settings.SHARD_COUNT)
+        except ValueError as exc:
+            raise CommandError(f"--shards: {exc}") from None
+        name = options["name"] or f"{socket.gethostname()}:{os.getpid()}"
+        worker = ShardWorker(
+            shards=shards,
+            name=name,
+            poll_interval=options["poll_interval"],
+            lock_retry_interval=options["lock_retry_interval"],
+            quote_max_age=settings.QUOTE_MAX_AGE,
+            submit_threads=options["submit_threads"],
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.stop())
+        worker.run()

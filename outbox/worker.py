@@ -1,0 +1,269 @@
+"""The shard worker: leads some shards and sends each of their customers' next trade.
+
+Main loop: keep the shard locks (take free ones, notice lost ones), drain the shards
+that were notified or that the poll finds work in, hand orders to a small pool of
+threads that submit them to the exchange, then wait for a notification, the poll or
+the next lock check, whichever comes first."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+from django.db.utils import InterfaceError, OperationalError
+
+from outbox.connections import dedicated_connection
+from outbox.fencing import StaleLeader
+from outbox.leadership import ShardLeadership
+from outbox.sharding import channel_for_shard
+from trades.exchange_client import (
+    ExchangeClient,
+    ExchangeError,
+    ExchangeRejectedRequest,
+    OrderRequest,
+)
+from trades.execution import QuoteNeeded, rejected_report, trade_send_next, trade_settle
+
+logger = logging.getLogger("outbox.worker")
+
+_CUSTOMERS_WITH_WORK_SQL = """
+SELECT customer_id FROM outbox_outboxmessage WHERE shard = %s
+GROUP BY customer_id ORDER BY min(id) LIMIT %s
+"""
+_SHARDS_WITH_WORK_SQL = "SELECT DISTINCT shard FROM outbox_outboxmessage WHERE shard = ANY(%s)"
+
+
+def exchange_client_factory() -> ExchangeClient:
+    return ExchangeClient(
+        base_url=settings.EXCHANGE_URL,
+        connect_timeout=settings.EXCHANGE_CONNECT_TIMEOUT,
+        read_timeout=settings.EXCHANGE_READ_TIMEOUT,
+    )
+
+
+class QuoteBook:
+    """Recent quotes by ticker. A quote younger than `max_age` is reused: the collar, not
+    the quote's age, is what guarantees a fill never costs more than its hold."""
+
+    def __init__(self, client: ExchangeClient, max_age: float) -> None:
+        self.client = client
+        self.max_age = max_age
+        self._quotes: dict[str, tuple[float, Decimal]] = {}
+
+    def fresh(self) -> dict[str, Decimal]:
+        oldest = time.monotonic() - self.max_age
+        return {t: price for t, (at, price) in self._quotes.items() if at >= oldest}
+
+    def fetch(self, ticker: str) -> Decimal:
+        price = self.client.quote(ticker).price
+        self._quotes[ticker] = (time.monotonic(), price)
+        return price
+
+
+class ShardWorker:
+    def __init__(
+        self,
+        *,
+        shards: list[int],
+        name: str,
+        poll_interval: float,
+        lock_retry_interval: float,
+        quote_max_age: float,
+        submit_threads: int = 8,
+        batch_size: int = 100,
+        make_exchange_client: Callable[[], ExchangeClient] = exchange_client_factory,
+    ) -> None:
+        self.shards = sorted(shards)
+        self.name = name
+        self.poll_interval = poll_interval
+        self.lock_retry_interval = lock_retry_interval
+        self.batch_size = batch_size
+        self.leadership = ShardLeadership(shards=self.shards, holder=name)
+        self._make_client = make_exchange_client
+        self.quotes = QuoteBook(make_exchange_client(), quote_max_age)
+        self._submitters = ThreadPoolExecutor(submit_threads, thread_name_prefix="submit")
+        self._local = threading.local()
+        self._refused: queue.SimpleQueue[tuple[OrderRequest, str]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._listener: psycopg.Connection | None = None
+        # Shards whose exchange calls failed: left alone until this monotonic time.
+        self._backoff_until: dict[int, float] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        logger.info("event=worker_started worker=%s shards=%d", self.name, len(self.shards))
+        next_locks = next_poll = 0.0
+        notified: set[int] = set()
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                to_drain = set(notified)
+                if now >= next_locks:
+                    gained, _ = self.leadership.maintain()
+                    to_drain.update(gained)
+                    next_locks = now + self.lock_retry_interval
+                if now >= next_poll:
+                    to_drain.update(self._shards_with_work())
+                    next_poll = now + self.poll_interval
+                for shard in sorted(to_drain):
+                    self._drain(shard)
+                self._settle_refused()
+                timeout = max(0.0, min(next_locks, next_poll) - time.monotonic())
+                notified = self._wait_for_notifications(timeout)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._submitters.shutdown(wait=True)
+        self._settle_refused()
+        self.leadership.release_all()
+        if self._listener is not None:
+            self._listener.close()
+        connection.close()
+        logger.info("event=worker_stopped worker=%s", self.name)
+
+    # -- waking up -------------------------------------------------------------------------
+
+    def _wait_for_notifications(self, timeout: float) -> set[int]:
+        """Block up to `timeout` for NOTIFYs on our shards' channels; returns the shards."""
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = dedicated_connection(f"listener {self.name}")
+                for shard in self.shards:
+                    self._listener.execute(f'LISTEN "{channel_for_shard(shard)}"')
+            shards = set()
+            for note in self._listener.notifies(timeout=timeout, stop_after=1):
+                shards.add(int(note.channel.rsplit("_", 1)[1]))
+            for note in self._listener.notifies(timeout=0):
+                shards.add(int(note.channel.rsplit("_", 1)[1]))
+            return shards
+        except psycopg.Error as exc:
+            logger.warning("event=listener_lost worker=%s error=%r", self.name, exc)
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = None
+            # Notifications may have been missed while we were away: poll everything held.
+            self._stop.wait(min(timeout, self.lock_retry_interval))
+            return set(self.leadership.held)
+
+    def _shards_with_work(self) -> set[int]:
+        held = sorted(self.leadership.held)
+        if not held:
+            return set()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_SHARDS_WITH_WORK_SQL, [held])
+                return {row[0] for row in cursor.fetchall()}
+        except (OperationalError, InterfaceError) as exc:
+            self._database_trouble(exc)
+            return set()
+
+    # -- the work --------------------------------------------------------------------------
+
+    def _drain(self, shard: int) -> None:
+        """Send the next trade of every customer with outbox rows in `shard`, until none are
+        left, the shard is lost, or the exchange needs a rest."""
+        while not self._stop.is_set():
+            epoch = self.leadership.epoch(shard)
+            if epoch is None or time.monotonic() < self._backoff_until.get(shard, 0.0):
+                return
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(_CUSTOMERS_WITH_WORK_SQL, [shard, self.batch_size])
+                    customers = [row[0] for row in cursor.fetchall()]
+                if not customers:
+                    return
+                for customer_id in customers:
+                    if not self._send_next(shard, epoch, customer_id):
+                        return
+            except (OperationalError, InterfaceError) as exc:
+                self._database_trouble(exc)
+                return
+
+    def _send_next(self, shard: int, epoch: int, customer_id: int) -> bool:
+        """Move one customer's next trade; False if the shard should not be drained further."""
+        quotes = self.quotes.fresh()
+        for _ in range(3):
+            try:
+                order = trade_send_next(
+                    shard=shard, epoch=epoch, customer_id=customer_id, quotes=quotes
+                )
+                break
+            except QuoteNeeded as need:
+                try:
+                    quotes[need.ticker] = self.quotes.fetch(need.ticker)
+                except ExchangeError as exc:
+                    logger.warning("event=quote_failed ticker=%s error=%r", need.ticker, exc)
+                    self._backoff_until[shard] = time.monotonic() + 1.0
+                    return False
+            except StaleLeader as exc:
+                logger.warning("event=stale_leader worker=%s %s", self.name, exc)
+                self.leadership.drop(shard)
+                return False
+        else:
+            return True
+        if order is not None:
+            self._submitters.submit(self._submit, order)
+        return True
+
+    def _client(self) -> ExchangeClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._make_client()
+        return client
+
+    def _submit(self, order: OrderRequest) -> None:
+        """On a submit thread: send the order. A failure is left to the reaper, which
+        finds the trade in flight past its deadline and re-sends it (idempotently)."""
+        try:
+            result = self._client().submit_order(order)
+            logger.info(
+                "event=order_submitted trade=%s customer=%s exchange_order=%s",
+                order.client_order_id,
+                order.account_id,
+                result.exchange_order_id,
+            )
+        except ExchangeRejectedRequest as exc:
+            self._refused.put((order, f"refused by exchange: {exc.detail}"[:200]))
+        except ExchangeError as exc:
+            logger.warning(
+                "event=submit_failed trade=%s customer=%s error=%r",
+                order.client_order_id,
+                order.account_id,
+                exc,
+            )
+        except Exception:
+            logger.exception("event=submit_crashed trade=%s", order.client_order_id)
+
+    def _settle_refused(self) -> None:
+        while True:
+            try:
+                order, reason = self._refused.get_nowait()
+            except queue.Empty:
+                return
+            report = rejected_report(
+                trade_id=int(order.client_order_id), reason=reason, request=order
+            )
+            try:
+                trade_settle(report=report)
+            except (OperationalError, InterfaceError) as exc:
+                self._database_trouble(exc)
+                self._refused.put((order, reason))
+                return
+
+    def _database_trouble(self, exc: Exception) -> None:
+        logger.warning("event=database_error worker=%s error=%r", self.name, exc)
+        connection.close()
+        self._stop.wait(0.2)

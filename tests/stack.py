@@ -1,0 +1,202 @@
+"""Real processes for end-to-end tests: gunicorn, shard workers, the reaper and the
+exchange simulator, each its own OS process, all on the test database."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from django.conf import settings
+from django.db import connection
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str, every=0.05):
+    """Poll `condition` until it is truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def database_url() -> str:
+    params = connection.settings_dict
+    host = quote(params["HOST"] or "localhost", safe="")
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    return f"postgres://{params['USER']}{password}@{host}:{params['PORT'] or 5432}/{params['NAME']}"
+
+
+class Stack:
+    def __init__(self, log_dir: Path, **env: str) -> None:
+        self.log_dir = log_dir
+        self.web_port = free_port()
+        self.exchange_port = free_port()
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
+        self.exchange_url = f"http://127.0.0.1:{self.exchange_port}"
+        self.secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "settings.base",
+            "DEBUG": "true",
+            "DATABASE_URL": database_url(),
+            "SHARD_COUNT": str(settings.SHARD_COUNT),
+            "EXCHANGE_URL": self.exchange_url,
+            "EXCHANGE_WEBHOOK_SECRET": self.secret,
+            "CALLBACK_URL": f"{self.web_url}/exchange/callback/",
+            "WORKER_POLL_INTERVAL": "0.5",
+            "REAPER_IN_FLIGHT_DEADLINE": "3",
+            "REAPER_PLACED_STALE_SECONDS": "2",
+            "REAPER_OUTBOX_STALE_SECONDS": "2",
+            "EXCHANGE_READ_TIMEOUT": "2",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    # -- processes ------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_exchange(self, *flags: str) -> None:
+        self._spawn(
+            "exchange",
+            [
+                sys.executable,
+                "-m",
+                "exchange_simulator",
+                "--port",
+                str(self.exchange_port),
+                "--seed",
+                "7",
+                *flags,
+            ],
+        )
+        wait_for(
+            lambda: self._answers(f"{self.exchange_url}/quotes/AAPL"),
+            timeout=15,
+            what="the exchange simulator",
+        )
+
+    def start_web(self, workers: int = 2) -> None:
+        self._spawn(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "brokerage.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+            ],
+        )
+        wait_for(lambda: self._answers(f"{self.web_url}/healthz"), timeout=20, what="gunicorn")
+
+    def start_worker(self, name: str, shards: str = "all", **env: str) -> None:
+        self._spawn(
+            name,
+            [
+                sys.executable,
+                "manage.py",
+                "run_shard_worker",
+                "--shards",
+                shards,
+                "--name",
+                name,
+                "--lock-retry-interval",
+                "0.2",
+            ],
+            **env,
+        )
+
+    def start_reaper(self, interval: float = 0.5, name: str = "reaper") -> None:
+        self._spawn(name, [sys.executable, "manage.py", "run_reaper", "--interval", str(interval)])
+
+    def signal(self, name: str, sig: int) -> None:
+        os.killpg(self.procs[name].pid, sig)
+
+    def kill(self, name: str) -> None:
+        self.signal(name, signal.SIGKILL)
+        self.procs[name].wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGCONT)
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- talking to it ----------------------------------------------------------------------
+
+    @staticmethod
+    def _answers(url: str) -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def exchange_stats(self) -> dict:
+        return requests.get(f"{self.exchange_url}/_control/stats", timeout=5).json()
+
+    def exchange_orders(self) -> list[dict]:
+        return requests.get(f"{self.exchange_url}/_control/orders", timeout=5).json()
+
+    def set_faults(self, **faults) -> dict:
+        response = requests.post(f"{self.exchange_url}/_control/faults", json=faults, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def place(self, session: requests.Session, token: str, **body) -> requests.Response:
+        return session.post(
+            f"{self.web_url}/api/v1/trades/",
+            json=body,
+            headers={"Authorization": f"Token {token}"},
+            timeout=10,
+        )

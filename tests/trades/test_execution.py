@@ -1,0 +1,212 @@
+"""Sending and settling, against the real database (the exchange is not involved here)."""
+
+from decimal import Decimal
+
+import pytest
+
+from balances.models import Account, LedgerEntry, Position
+from outbox.fencing import StaleLeader
+from outbox.models import OutboxMessage
+from tests.trades.factories import lead_shard_of, place_and_send, report_for
+from trades.audit import audit
+from trades.execution import (
+    INSUFFICIENT_FUNDS,
+    INSUFFICIENT_SHARES,
+    QuoteNeeded,
+    ReportMismatch,
+    SettleOutcome,
+    trade_send_next,
+    trade_settle,
+)
+from trades.models import Trade
+from trades.services import trade_place
+
+pytestmark = pytest.mark.django_db
+
+
+def account(customer_id):
+    return Account.objects.get(customer_id=customer_id)
+
+
+def position(customer_id, ticker="AAPL"):
+    return Position.objects.filter(customer_id=customer_id, ticker=ticker).first()
+
+
+def assert_invariants_hold():
+    broken = [c for c in audit() if not c.ok]
+    assert not broken, [(c.name, c.failures) for c in broken]
+
+
+class TestSend:
+    def test_a_buy_holds_cash_with_the_collar_and_goes_in_flight(self, customer):
+        trade, order = place_and_send(customer.id, quantity=10, quote="100.00")
+
+        assert trade.status == "in_progress"
+        assert trade.submitted_at is not None
+        assert trade.limit_price == Decimal("105.0000")
+        assert trade.cash_held == Decimal("1050.00")
+        assert account(customer.id).cash_held == Decimal("1050.00")
+        assert order.client_order_id == str(trade.id)
+        assert order.max_price == Decimal("105.0000") and order.min_price is None
+        assert order.sequence == trade.seq
+        assert not OutboxMessage.objects.exists()
+        assert_invariants_hold()
+
+    def test_a_sell_holds_shares(self, customer):
+        trade, order = place_and_send(customer.id, side="sell", quantity=4, quote="100.00")
+
+        assert trade.status == "in_progress"
+        assert position(customer.id).held == 4
+        assert order.min_price == Decimal("95.0000") and order.max_price is None
+        assert_invariants_hold()
+
+    def test_a_buy_beyond_buying_power_is_rejected_and_the_next_trade_follows(self, customer):
+        trade, order = place_and_send(customer.id, quantity=100, quote="100.00")  # needs 10,500
+
+        assert order is None
+        assert trade.status == "rejected"
+        assert trade.reason == INSUFFICIENT_FUNDS
+        assert account(customer.id).cash_held == 0
+        assert OutboxMessage.objects.filter(customer_id=customer.id).count() == 1
+        assert_invariants_hold()
+
+    def test_a_sell_beyond_the_position_is_rejected(self, customer):
+        trade, order = place_and_send(customer.id, side="sell", quantity=11)
+
+        assert order is None
+        assert trade.reason == INSUFFICIENT_SHARES
+        assert position(customer.id).held == 0
+
+    def test_only_one_trade_in_flight_per_customer(self, customer):
+        first, _ = place_and_send(customer.id, quantity=1)
+        second = trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
+        shard, epoch = lead_shard_of(customer.id)
+
+        order = trade_send_next(
+            shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": Decimal(100)}
+        )
+
+        assert order is None
+        assert Trade.objects.get(id=second.id).status == "placed"
+
+    def test_a_missing_quote_is_asked_for_and_nothing_changes(self, customer):
+        trade = trade_place(customer_id=customer.id, ticker="MSFT", side="buy", quantity=1).trade
+        shard, epoch = lead_shard_of(customer.id)
+
+        with pytest.raises(QuoteNeeded) as need:
+            trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes={})
+
+        assert need.value.ticker == "MSFT"
+        assert Trade.objects.get(id=trade.id).status == "placed"
+        assert OutboxMessage.objects.filter(customer_id=customer.id).exists()
+
+    def test_a_stale_epoch_changes_nothing(self, customer):
+        trade = trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
+        shard, epoch = lead_shard_of(customer.id)
+        lead_shard_of(customer.id)  # someone else took over: the epoch moved on
+
+        with pytest.raises(StaleLeader):
+            trade_send_next(
+                shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": Decimal(1)}
+            )
+
+        assert Trade.objects.get(id=trade.id).status == "placed"
+        assert account(customer.id).cash_held == 0
+        assert OutboxMessage.objects.filter(customer_id=customer.id).exists()
+
+
+class TestSettle:
+    def test_a_filled_buy_pays_releases_and_delivers(self, customer):
+        trade, _ = place_and_send(customer.id, quantity=10, quote="100.00")
+
+        outcome = trade_settle(report=report_for(trade, price="101.2345"))
+
+        assert outcome is SettleOutcome.SETTLED
+        trade.refresh_from_db()
+        assert trade.status == "filled"
+        assert trade.fill_price == Decimal("101.2345")
+        assert trade.executed_at and trade.finished_at
+        assert account(customer.id).cash == Decimal("10000.00") - Decimal("1012.35")
+        assert account(customer.id).cash_held == 0
+        assert position(customer.id).quantity == 20
+        kinds = set(LedgerEntry.objects.filter(trade=trade).values_list("kind", flat=True))
+        assert kinds == {"buy_cash", "buy_shares"}
+        assert OutboxMessage.objects.filter(customer_id=customer.id).count() == 1
+        assert_invariants_hold()
+
+    def test_a_filled_sell_delivers_and_receives(self, customer):
+        trade, _ = place_and_send(customer.id, side="sell", quantity=4, quote="50.00")
+
+        trade_settle(report=report_for(trade, price="49.005"))
+
+        assert position(customer.id).quantity == 6
+        assert position(customer.id).held == 0
+        assert account(customer.id).cash == Decimal("10196.02")
+        assert_invariants_hold()
+
+    @pytest.mark.parametrize("side", ["buy", "sell"])
+    def test_a_rejection_releases_the_hold(self, customer, side):
+        trade, _ = place_and_send(customer.id, side=side, quantity=2)
+
+        trade_settle(report=report_for(trade, status="rejected", reason="market closed"))
+
+        trade.refresh_from_db()
+        assert (trade.status, trade.reason) == ("rejected", "market closed")
+        assert account(customer.id).cash == Decimal("10000.00")
+        assert account(customer.id).cash_held == 0
+        assert position(customer.id).held == 0
+        assert not LedgerEntry.objects.filter(trade=trade).exists()
+        assert_invariants_hold()
+
+    def test_a_duplicate_report_settles_nothing_twice(self, customer):
+        trade, _ = place_and_send(customer.id, quantity=10)
+        report = report_for(trade, price="100.00")
+        trade_settle(report=report)
+        cash = account(customer.id).cash
+
+        assert trade_settle(report=report) is SettleOutcome.ALREADY_FINAL
+        assert trade_settle(report=report_for(trade, status="rejected")) is (
+            SettleOutcome.ALREADY_FINAL
+        )
+        assert account(customer.id).cash == cash
+        assert LedgerEntry.objects.filter(trade=trade).count() == 2
+        assert Trade.objects.get(id=trade.id).status == "filled"
+
+    def test_a_report_for_a_placed_trade_changes_nothing(self, customer):
+        trade = trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
+        assert trade_settle(report=report_for(trade)) is SettleOutcome.ALREADY_FINAL
+        assert Trade.objects.get(id=trade.id).status == "placed"
+
+    def test_an_open_or_unknown_report_changes_nothing(self, customer):
+        trade, _ = place_and_send(customer.id, quantity=1)
+        open_report = report_for(trade, status="open", fill_price=None, executed_at=None)
+        assert trade_settle(report=open_report) is SettleOutcome.STILL_OPEN
+        unknown = report_for(trade, client_order_id="987654321")
+        assert trade_settle(report=unknown) is SettleOutcome.UNKNOWN_TRADE
+        assert Trade.objects.get(id=trade.id).status == "in_progress"
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            {"quantity": 11},
+            {"side": "sell"},
+            {"ticker": "MSFT"},
+            {"fill_price": Decimal("105.0001")},  # above the buy's protection
+            {"fill_price": Decimal("0")},
+            {"executed_at": None},
+        ],
+    )
+    def test_a_report_that_disagrees_with_the_order_changes_nothing(self, customer, overrides):
+        trade, _ = place_and_send(customer.id, quantity=10, quote="100.00")
+
+        with pytest.raises(ReportMismatch):
+            trade_settle(report=report_for(trade, **overrides))
+
+        assert Trade.objects.get(id=trade.id).status == "in_progress"
+        assert account(customer.id).cash == Decimal("10000.00")
+        assert not LedgerEntry.objects.filter(trade=trade).exists()
+
+    def test_a_sell_below_its_protection_is_refused(self, customer):
+        trade, _ = place_and_send(customer.id, side="sell", quantity=1, quote="100.00")
+        with pytest.raises(ReportMismatch):
+            trade_settle(report=report_for(trade, fill_price=Decimal("94.9999")))

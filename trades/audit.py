@@ -1,0 +1,143 @@
+"""The invariants of the design, checked against the database as it is now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+
+
+@dataclass
+class Check:
+    name: str
+    failures: list[str] = field(default_factory=list)
+    count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.count == 0
+
+
+SAMPLE = 5
+
+CHECKS: list[tuple[str, str]] = [
+    (
+        "no negative cash, and cash holds covered",
+        """SELECT format('customer %s: cash %s, held %s', customer_id, cash, cash_held)
+           FROM balances_account WHERE cash < 0 OR cash_held < 0 OR cash_held > cash""",
+    ),
+    (
+        "no negative shares, and share holds covered",
+        """SELECT format('customer %s %s: quantity %s, held %s',
+                         customer_id, ticker, quantity, held)
+           FROM balances_position WHERE quantity < 0 OR held < 0 OR held > quantity""",
+    ),
+    (
+        "cash held equals the holds of in-flight buys",
+        """SELECT format('customer %s: held %s, in-flight buys %s', a.customer_id, a.cash_held,
+                         COALESCE(t.held, 0))
+           FROM balances_account a
+           LEFT JOIN (SELECT customer_id, sum(cash_held) AS held FROM trades_trade
+                      WHERE status = 'in_progress' AND side = 'buy' GROUP BY customer_id) t
+             ON t.customer_id = a.customer_id
+           WHERE a.cash_held <> COALESCE(t.held, 0)""",
+    ),
+    (
+        "shares held equal the quantities of in-flight sells",
+        """SELECT format('customer %s %s: held %s, in-flight sells %s',
+                         COALESCE(p.customer_id, t.customer_id), COALESCE(p.ticker, t.ticker),
+                         COALESCE(p.held, 0), COALESCE(t.held, 0))
+           FROM (SELECT customer_id, ticker, held FROM balances_position WHERE held <> 0) p
+           FULL JOIN (SELECT customer_id, ticker, sum(quantity) AS held FROM trades_trade
+                      WHERE status = 'in_progress' AND side = 'sell'
+                      GROUP BY customer_id, ticker) t
+             ON t.customer_id = p.customer_id AND t.ticker = p.ticker
+           WHERE COALESCE(p.held, 0) <> COALESCE(t.held, 0)""",
+    ),
+    (
+        "every cash balance equals the sum of its ledger",
+        """SELECT format('customer %s: cash %s, ledger %s', a.customer_id, a.cash,
+                         COALESCE(l.total, 0))
+           FROM balances_account a
+           LEFT JOIN (SELECT customer_id, sum(cash_amount) AS total FROM balances_ledgerentry
+                      WHERE ticker IS NULL GROUP BY customer_id) l
+             ON l.customer_id = a.customer_id
+           WHERE a.cash <> COALESCE(l.total, 0)""",
+    ),
+    (
+        "every position equals the sum of its ledger",
+        """SELECT format('customer %s %s: position %s, ledger %s',
+                         COALESCE(p.customer_id, l.customer_id), COALESCE(p.ticker, l.ticker),
+                         COALESCE(p.quantity, 0), COALESCE(l.total, 0))
+           FROM balances_position p
+           FULL JOIN (SELECT customer_id, ticker, sum(share_quantity) AS total
+                      FROM balances_ledgerentry WHERE ticker IS NOT NULL
+                      GROUP BY customer_id, ticker) l
+             ON l.customer_id = p.customer_id AND l.ticker = p.ticker
+           WHERE COALESCE(p.quantity, 0) <> COALESCE(l.total, 0)""",
+    ),
+    (
+        "each filled trade settled exactly once, for its value; no other trade moved money",
+        """SELECT format('trade %s (%s %s %s @ %s): %s ledger entries, cash %s, shares %s',
+                         t.id, t.status, t.side, t.quantity, t.fill_price, COALESCE(l.n, 0),
+                         l.cash, l.shares)
+           FROM trades_trade t
+           LEFT JOIN (SELECT trade_id, count(*) AS n, sum(cash_amount) AS cash,
+                             sum(share_quantity) AS shares
+                      FROM balances_ledgerentry WHERE trade_id IS NOT NULL GROUP BY trade_id) l
+             ON l.trade_id = t.id
+           WHERE (t.status <> 'filled' AND l.n IS NOT NULL)
+              OR (t.status = 'filled' AND (
+                    l.n IS DISTINCT FROM 2
+                 OR l.cash IS DISTINCT FROM
+                        CASE t.side WHEN 'buy' THEN -1 ELSE 1 END
+                        * round(t.quantity * t.fill_price, 2)
+                 OR l.shares IS DISTINCT FROM
+                        CASE t.side WHEN 'buy' THEN 1 ELSE -1 END * t.quantity))""",
+    ),
+    (
+        "never two trades of one customer in flight",
+        """SELECT format('customer %s: %s trades in flight', customer_id, count(*))
+           FROM trades_trade WHERE status = 'in_progress'
+           GROUP BY customer_id HAVING count(*) > 1""",
+    ),
+    (
+        "each customer's trades sent in sequence order, each after the one before finished",
+        """SELECT format('trade %s (customer %s, seq %s) sent at %s before an earlier trade '
+                         'finished', id, customer_id, seq, submitted_at)
+           FROM (SELECT id, customer_id, seq, submitted_at,
+                        max(COALESCE(finished_at, 'infinity'::timestamptz)) OVER (
+                            PARTITION BY customer_id ORDER BY seq
+                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before_done
+                 FROM trades_trade) x
+           WHERE submitted_at IS NOT NULL AND before_done > submitted_at""",
+    ),
+]
+
+QUIESCENT_CHECKS: list[tuple[str, str]] = [
+    (
+        "no trade left open (quiescent system)",
+        """SELECT format('trade %s (customer %s) is still %s', id, customer_id, status)
+           FROM trades_trade WHERE status IN ('placed', 'in_progress')""",
+    ),
+]
+
+
+def audit(*, quiescent: bool = False) -> list[Check]:
+    """Run every check in one repeatable-read snapshot (unless called inside a transaction
+    already), so that the checks agree with each other."""
+    results = []
+    checks = CHECKS + (QUIESCENT_CHECKS if quiescent else [])
+    nested = connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not nested:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        for name, sql in checks:
+            escaped = sql.replace("%", "%%")
+            cursor.execute(
+                f"SELECT count(*) OVER (), line FROM ({escaped}) AS v(line) LIMIT %s", [SAMPLE]
+            )
+            rows = cursor.fetchall()
+            count = rows[0][0] if rows else 0
+            results.append(Check(name=name, count=count, failures=[r[1] for r in rows]))
+    return results

@@ -1,0 +1,271 @@
+"""Sending a customer's next trade to the exchange, and settling what the exchange reports.
+
+Lock order, as everywhere: the customer's account row, then position, then trade.
+Each function is one transaction and says what it locks and commits."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from balances import services as balances
+from outbox.fencing import fence_check
+from outbox.services import outbox_enqueue
+from trades.exchange_client import OrderRequest, OrderState
+from trades.models import Trade
+from trades.pricing import buy_hold, buy_limit_price, sell_limit_price, trade_value
+from trades.services import account_lock
+
+logger = logging.getLogger("trades.execution")
+
+INSUFFICIENT_FUNDS = "insufficient funds"
+INSUFFICIENT_SHARES = "insufficient shares"
+
+_OLDEST_OPEN_SQL = """
+SELECT id, status, ticker, side, quantity FROM trades_trade
+WHERE customer_id = %s AND status IN ('placed', 'in_progress')
+ORDER BY seq LIMIT 1
+"""
+
+
+class QuoteNeeded(Exception):
+    """The customer's next trade needs a quote the caller has not supplied."""
+
+    def __init__(self, ticker: str) -> None:
+        super().__init__(ticker)
+        self.ticker = ticker
+
+
+@dataclass(frozen=True)
+class NextTrade:
+    id: int
+    status: str
+    ticker: str
+    side: str
+    quantity: int
+
+
+def customer_next_open_trade(*, customer_id: int, lock: bool = False) -> NextTrade | None:
+    """The customer's oldest trade that is not terminal, by their sequence number."""
+    with connection.cursor() as cursor:
+        cursor.execute(_OLDEST_OPEN_SQL + (" FOR UPDATE" if lock else ""), [customer_id])
+        row = cursor.fetchone()
+    return NextTrade(*row) if row else None
+
+
+def order_request_for(trade: Trade) -> OrderRequest:
+    """What we send the exchange for an in-flight trade; the trade id is the idempotency key."""
+    is_buy = trade.side == Trade.Side.BUY
+    return OrderRequest(
+        client_order_id=str(trade.id),
+        account_id=str(trade.customer_id),
+        sequence=trade.seq,
+        ticker=trade.ticker_id,
+        side=trade.side,
+        quantity=trade.quantity,
+        max_price=trade.limit_price if is_buy else None,
+        min_price=None if is_buy else trade.limit_price,
+        callback_url=settings.CALLBACK_URL,
+    )
+
+
+def log_transition(
+    trade_id: int, customer_id: int, shard: int | None, status: str, **extra
+) -> None:
+    details = "".join(f" {key}={value}" for key, value in extra.items())
+    logger.info(
+        "event=trade_%s trade=%s customer=%s shard=%s%s",
+        status,
+        trade_id,
+        customer_id,
+        shard,
+        details,
+    )
+
+
+def trade_send_next(
+    *, shard: int, epoch: int, customer_id: int, quotes: Mapping[str, Decimal]
+) -> OrderRequest | None:
+    """Take the customer's outbox rows and move their next trade towards the exchange.
+
+    One transaction, fenced by the shard's epoch: deletes the customer's outbox rows in
+    the shard, locks the account row, then the oldest open trade. Nothing to do if there
+    is none or it is already in flight (one trade in flight per customer). A placed trade
+    is held for (cash: quantity × quote × (1 + collar); shares: the quantity) and marked
+    `in_progress`, or rejected if the customer is short, in which case the customer gets a
+    fresh outbox row so their next trade follows. Returns the order to submit after the
+    commit, or None. Raises QuoteNeeded (rolling back) if `quotes` lacks the ticker.
+    """
+    with transaction.atomic():
+        fence_check(shard=shard, epoch=epoch)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM outbox_outboxmessage WHERE shard = %s AND customer_id = %s",
+                [shard, customer_id],
+            )
+        account_lock(customer_id=customer_id)
+        nxt = customer_next_open_trade(customer_id=customer_id, lock=True)
+        if nxt is None or nxt.status == Trade.Status.IN_PROGRESS:
+            return None
+        quote = quotes.get(nxt.ticker)
+        if quote is None:
+            raise QuoteNeeded(nxt.ticker)
+        collar = settings.PRICE_COLLAR
+        now = timezone.now()
+        if nxt.side == Trade.Side.BUY:
+            limit = buy_limit_price(quote=quote, collar=collar)
+            hold = buy_hold(quantity=nxt.quantity, limit_price=limit)
+            held = balances.cash_hold(customer_id=customer_id, amount=hold)
+            shortfall = INSUFFICIENT_FUNDS
+        else:
+            limit = sell_limit_price(quote=quote, collar=collar)
+            hold = None
+            held = balances.shares_hold(
+                customer_id=customer_id, ticker=nxt.ticker, quantity=nxt.quantity
+            )
+            shortfall = INSUFFICIENT_SHARES
+
+        trade = Trade(id=nxt.id, customer_id=customer_id, status=nxt.status)
+        if not held:
+            fields = trade.transition_to(Trade.Status.REJECTED, reason=shortfall, finished_at=now)
+            Trade.objects.filter(id=nxt.id).update(**{f: getattr(trade, f) for f in fields})
+            outbox_enqueue(customer_id=customer_id, shard=shard)
+            log_transition(
+                nxt.id, customer_id, shard, "rejected", reason=shortfall.replace(" ", "_")
+            )
+            return None
+        fields = trade.transition_to(
+            Trade.Status.IN_PROGRESS, submitted_at=now, cash_held=hold, limit_price=limit
+        )
+        Trade.objects.filter(id=nxt.id).update(**{f: getattr(trade, f) for f in fields})
+        in_flight = Trade.objects.get(id=nxt.id)
+    log_transition(nxt.id, customer_id, shard, "in_progress", limit=limit)
+    return order_request_for(in_flight)
+
+
+class SettleOutcome(enum.Enum):
+    SETTLED = "settled"
+    ALREADY_FINAL = "already_final"
+    STILL_OPEN = "still_open"
+    UNKNOWN_TRADE = "unknown_trade"
+
+
+class ReportMismatch(Exception):
+    """The exchange reported something that disagrees with the order we sent."""
+
+
+def _check_report(trade: Trade, report: OrderState) -> None:
+    if (report.ticker, report.side, report.quantity) != (
+        trade.ticker_id,
+        trade.side,
+        trade.quantity,
+    ):
+        raise ReportMismatch(
+            f"trade {trade.id}: report says {report.side} {report.quantity} {report.ticker}, "
+            f"we sent {trade.side} {trade.quantity} {trade.ticker_id}"
+        )
+    if report.status != Trade.Status.FILLED:
+        return
+    price = report.fill_price
+    if price is None or price <= 0 or report.executed_at is None:
+        raise ReportMismatch(f"trade {trade.id}: a fill needs a positive price and a time")
+    too_high = trade.side == Trade.Side.BUY and price > trade.limit_price
+    too_low = trade.side == Trade.Side.SELL and price < trade.limit_price
+    if too_high or too_low:
+        raise ReportMismatch(
+            f"trade {trade.id}: fill at {price} breaks the price protection {trade.limit_price}"
+        )
+
+
+def trade_settle(*, report: OrderState) -> SettleOutcome:
+    """Settle an in-flight trade from the exchange's final report; the one settlement path,
+    used by the callback and the reaper.
+
+    One transaction: locks the account row, then the trade row. A trade that is not
+    `in_progress` is left alone (reports arrive at least once). A fill pays the cost and
+    releases the buy's hold (or delivers the held shares and receives the proceeds), with
+    one ledger entry per movement, and marks the trade `filled`; a rejection releases the
+    hold and marks it `rejected`. Either way the customer gets an outbox row so their next
+    trade goes out. Raises ReportMismatch (changing nothing) if the report disagrees with
+    the order."""
+    if report.status not in (Trade.Status.FILLED, Trade.Status.REJECTED):
+        return SettleOutcome.STILL_OPEN
+    try:
+        trade_id = int(report.client_order_id)
+    except ValueError:
+        return SettleOutcome.UNKNOWN_TRADE
+    customer_id = Trade.objects.filter(id=trade_id).values_list("customer_id", flat=True).first()
+    if customer_id is None:
+        return SettleOutcome.UNKNOWN_TRADE
+    with transaction.atomic():
+        shard = account_lock(customer_id=customer_id)
+        trade = Trade.objects.select_for_update().get(id=trade_id)
+        if trade.status != Trade.Status.IN_PROGRESS:
+            return SettleOutcome.ALREADY_FINAL
+        _check_report(trade, report)
+        now = timezone.now()
+        if report.status == Trade.Status.FILLED:
+            value = trade_value(quantity=trade.quantity, price=report.fill_price)
+            if trade.side == Trade.Side.BUY:
+                balances.buy_settle(
+                    customer_id=customer_id,
+                    trade_id=trade.id,
+                    ticker=trade.ticker_id,
+                    quantity=trade.quantity,
+                    cost=value,
+                    hold=trade.cash_held,
+                )
+            else:
+                balances.sell_settle(
+                    customer_id=customer_id,
+                    trade_id=trade.id,
+                    ticker=trade.ticker_id,
+                    quantity=trade.quantity,
+                    proceeds=value,
+                )
+            fields = trade.transition_to(
+                Trade.Status.FILLED,
+                fill_price=report.fill_price,
+                executed_at=report.executed_at,
+                finished_at=now,
+                exchange_order_id=report.exchange_order_id,
+            )
+        else:
+            if trade.side == Trade.Side.BUY:
+                balances.cash_release(customer_id=customer_id, amount=trade.cash_held)
+            else:
+                balances.shares_release(
+                    customer_id=customer_id, ticker=trade.ticker_id, quantity=trade.quantity
+                )
+            fields = trade.transition_to(
+                Trade.Status.REJECTED,
+                reason=(report.reason or "rejected by exchange")[:200],
+                finished_at=now,
+                exchange_order_id=report.exchange_order_id,
+            )
+        trade.save(update_fields=fields)
+        outbox_enqueue(customer_id=customer_id, shard=shard)
+    log_transition(trade.id, customer_id, shard, trade.status, price=trade.fill_price)
+    return SettleOutcome.SETTLED
+
+
+def rejected_report(*, trade_id: int, reason: str, request: OrderRequest) -> OrderState:
+    """A final 'rejected' report for an order the exchange refused outright (HTTP 400)."""
+    return OrderState(
+        client_order_id=str(trade_id),
+        exchange_order_id="",
+        status="rejected",
+        ticker=request.ticker,
+        side=request.side,
+        quantity=request.quantity,
+        fill_price=None,
+        executed_at=None,
+        reason=reason,
+    )

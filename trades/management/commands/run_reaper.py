@@ -1,0 +1,71 @@
+import logging
+import os
+import signal
+import socket
+import threading
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
+from django.db.utils import InterfaceError, OperationalError
+
+from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
+from outbox.worker import exchange_client_factory
+from trades.reaper import reap_once
+
+logger = logging.getLogger("trades.reaper")
+
+
+class Command(BaseCommand):
+    help = "Find and re-drive work nobody is handling. One reaper is active at a time."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--interval", type=float, default=settings.REAPER_INTERVAL)
+        parser.add_argument("--once", action="store_true", help="One pass, then exit.")
+
+    def handle(self, *args, interval: float, once: bool, **options) -> None:
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        name = f"reaper {socket.gethostname()}:{os.getpid()}"
+        # Leadership of the single "shard" 0 in the reaper's own lock namespace.
+        leadership = ShardLeadership(shards=[0], holder=name, namespace=REAPER_LOCK_NAMESPACE)
+        client = exchange_client_factory()
+        try:
+            while not stop.is_set():
+                leadership.maintain()
+                if leadership.held:
+                    self._pass(client)
+                    if once:
+                        return
+                elif once:
+                    self.stderr.write("another reaper is active")
+                    return
+                stop.wait(interval)
+        finally:
+            leadership.release_all()
+
+    def _pass(self, client) -> None:
+        try:
+            report = reap_once(
+                client=client,
+                placed_stale=timedelta(seconds=settings.REAPER_PLACED_STALE_SECONDS),
+                in_flight_deadline=timedelta(seconds=settings.REAPER_IN_FLIGHT_DEADLINE),
+                outbox_stale=timedelta(seconds=settings.REAPER_OUTBOX_STALE_SECONDS),
+            )
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("event=database_error reaper error=%r", exc)
+            connection.close()
+            return
+        if report.found_work() or report.errors:
+            logger.info(
+                "event=reaper_pass requeued=%d settled=%d resubmitted=%d still_open=%d "
+                "renotified_shards=%d errors=%d",
+                report.requeued,
+                report.settled,
+                report.resubmitted,
+                report.still_open,
+                report.renotified_shards,
+                len(report.errors),
+            )

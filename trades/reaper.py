@@ -1,0 +1,138 @@
+"""Re-driving work nobody is handling. Each function does one kind of repair, reports
+what it did, and is safe to run at any time and any number of times: everything it
+changes goes through the same services as the normal path."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from outbox.notify import shard_waker
+from outbox.services import outbox_enqueue
+from trades.exchange_client import ExchangeClient, ExchangeError, ExchangeRejectedRequest
+from trades.execution import (
+    ReportMismatch,
+    SettleOutcome,
+    order_request_for,
+    rejected_report,
+    trade_settle,
+)
+from trades.models import Trade
+
+logger = logging.getLogger("trades.reaper")
+
+# Customers whose oldest open trade is placed, old, and who have no outbox row.
+_ORPHANED_CUSTOMERS_SQL = """
+SELECT head.customer_id, a.shard FROM (
+    SELECT DISTINCT ON (customer_id) customer_id, status, created_at
+    FROM trades_trade WHERE status IN ('placed', 'in_progress')
+    ORDER BY customer_id, seq
+) AS head
+JOIN balances_account a ON a.customer_id = head.customer_id
+WHERE head.status = 'placed' AND head.created_at < %s
+  AND NOT EXISTS (SELECT 1 FROM outbox_outboxmessage o WHERE o.customer_id = head.customer_id)
+LIMIT %s
+"""
+_STALE_OUTBOX_SHARDS_SQL = "SELECT DISTINCT shard FROM outbox_outboxmessage WHERE created_at < %s"
+
+
+@dataclass
+class ReapReport:
+    requeued: int = 0
+    settled: int = 0
+    resubmitted: int = 0
+    still_open: int = 0
+    renotified_shards: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def found_work(self) -> bool:
+        return bool(self.requeued or self.settled or self.resubmitted or self.renotified_shards)
+
+
+def reap_orphaned_placed_trades(*, older_than: timedelta, limit: int = 500) -> int:
+    """Give an outbox row to every customer whose next trade is placed but who has none
+    (e.g. a wake-up whose row was lost to a bug or a manual delete). One transaction."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_ORPHANED_CUSTOMERS_SQL, [timezone.now() - older_than, limit])
+        rows = cursor.fetchall()
+        for customer_id, shard in rows:
+            outbox_enqueue(customer_id=customer_id, shard=shard)
+            logger.info("event=reaper_requeued customer=%s shard=%s", customer_id, shard)
+    return len(rows)
+
+
+def reap_trades_in_flight(
+    *, client: ExchangeClient, older_than: timedelta, limit: int = 200, report: ReapReport
+) -> None:
+    """Ask the exchange about trades in flight for longer than `older_than`: settle the
+    ones it has finished (through the callback's settlement), re-send the ones it never
+    got (idempotent by trade id), and leave the open ones."""
+    deadline = timezone.now() - older_than
+    trades = list(
+        Trade.objects.filter(status=Trade.Status.IN_PROGRESS, submitted_at__lt=deadline).order_by(
+            "submitted_at"
+        )[:limit]
+    )
+    for trade in trades:
+        try:
+            state = client.get_order(str(trade.id))
+            if state is None:
+                request = order_request_for(trade)
+                try:
+                    client.submit_order(request)
+                except ExchangeRejectedRequest as exc:
+                    reason = f"refused by exchange: {exc.detail}"[:200]
+                    trade_settle(
+                        report=rejected_report(trade_id=trade.id, reason=reason, request=request)
+                    )
+                    report.settled += 1
+                    continue
+                report.resubmitted += 1
+                logger.info(
+                    "event=reaper_resubmitted trade=%s customer=%s", trade.id, trade.customer_id
+                )
+            elif trade_settle(report=state) is SettleOutcome.SETTLED:
+                report.settled += 1
+                logger.info(
+                    "event=reaper_settled trade=%s customer=%s status=%s",
+                    trade.id,
+                    trade.customer_id,
+                    state.status,
+                )
+            else:
+                report.still_open += 1
+        except (ExchangeError, ReportMismatch) as exc:
+            report.errors.append(f"trade {trade.id}: {exc!r}")
+            logger.warning("event=reaper_error trade=%s error=%r", trade.id, exc)
+
+
+def renotify_stale_outbox(*, older_than: timedelta) -> int:
+    """Wake the leaders of shards whose outbox rows have waited longer than `older_than`."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STALE_OUTBOX_SHARDS_SQL, [timezone.now() - older_than])
+        shards = [row[0] for row in cursor.fetchall()]
+    waker = shard_waker()
+    for shard in shards:
+        waker.wake(shard)
+        logger.info("event=reaper_renotified shard=%s", shard)
+    if shards:
+        waker.flush()
+    return len(shards)
+
+
+def reap_once(
+    *,
+    client: ExchangeClient,
+    placed_stale: timedelta,
+    in_flight_deadline: timedelta,
+    outbox_stale: timedelta,
+) -> ReapReport:
+    report = ReapReport()
+    report.requeued = reap_orphaned_placed_trades(older_than=placed_stale)
+    reap_trades_in_flight(client=client, older_than=in_flight_deadline, report=report)
+    report.renotified_shards = renotify_stale_outbox(older_than=outbox_stale)
+    return report
