@@ -1,3 +1,4 @@
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -6,6 +7,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 CASH_DIGITS = {"max_digits": 18, "decimal_places": 2}
+# An empty bucket last touched long ago: the first request finds it full.
+RATE_BUCKET_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Account(models.Model):
@@ -20,6 +23,9 @@ class Account(models.Model):
     cash = models.DecimalField(**CASH_DIGITS, default=Decimal("0.00"))
     cash_held = models.DecimalField(**CASH_DIGITS, default=Decimal("0.00"))
     last_trade_seq = models.BigIntegerField(default=0)
+    # Token bucket for the place-trade rate limit, kept on the row placement locks anyway.
+    rate_tokens = models.FloatField(db_default=0.0)
+    rate_updated_at = models.DateTimeField(db_default=RATE_BUCKET_EPOCH)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

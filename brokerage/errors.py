@@ -34,6 +34,14 @@ class NotFound(BrokerageError):
     status_code = status.HTTP_404_NOT_FOUND
 
 
+class RateLimited(BrokerageError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, code: str, detail: str, *, retry_after: int) -> None:
+        super().__init__(code, detail)
+        self.retry_after = retry_after
+
+
 _CODES: dict[type[exceptions.APIException], str] = {
     exceptions.ParseError: "malformed_request",
     exceptions.UnsupportedMediaType: "unsupported_media_type",
@@ -58,7 +66,10 @@ def _flatten(detail: Any) -> Any:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, BrokerageError):
-        return Response({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
+        response = Response({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
 
     response = exception_handler(exc, context)
     if response is None:

@@ -105,12 +105,23 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Shared by every web process; only failed logins write to it.
+    "auth_failures": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "brokerage_auth_failures",
+    },
+}
+AUTH_FAILURE_LIMIT = env.int("AUTH_FAILURE_LIMIT", default=20)
+AUTH_FAILURE_WINDOW = env.int("AUTH_FAILURE_WINDOW", default=300)
+
 # A trade request is a few hundred bytes; anything near this is abuse.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=16 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "brokerage.auth.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -121,9 +132,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "brokerage.errors.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {
-        "place_trade": env("PLACE_TRADE_RATE", default="50/s"),
-    },
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -150,6 +158,10 @@ LOGGING = {
 # --- Trading -----------------------------------------------------------------------------
 # Customers are split over this many shards; fixed for the life of a deployment.
 SHARD_COUNT = env.int("SHARD_COUNT", default=100)
+# Per-customer limit on placing trades: a token bucket of PLACE_TRADE_BURST orders,
+# refilled at PLACE_TRADE_RATE per second. Beyond it: 429 with Retry-After.
+PLACE_TRADE_RATE = env.float("PLACE_TRADE_RATE", default=10.0)
+PLACE_TRADE_BURST = env.float("PLACE_TRADE_BURST", default=20.0)
 # Largest quantity one order may ask for (whole shares).
 MAX_ORDER_QUANTITY = env.int("MAX_ORDER_QUANTITY", default=1_000_000)
 # Buy orders hold quantity × quote × (1 + collar); the exchange may not fill above that price.

@@ -13,9 +13,9 @@ import requests
 from django.conf import settings
 from django.db import connection
 
+from brokerage.stack import Stack, database_url, wait_for
 from outbox.models import ShardLease
 from tests.conftest import create_customer
-from tests.stack import Stack, wait_for
 from trades.audit import audit
 from trades.execution import INSUFFICIENT_FUNDS, INSUFFICIENT_SHARES
 from trades.models import Trade
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 @pytest.fixture
 def stack(transactional_db, tmp_path):
-    stack = Stack(tmp_path)
+    stack = Stack(tmp_path, database_url=database_url(), shard_count=settings.SHARD_COUNT)
     yield stack
     stack.stop_all()
 

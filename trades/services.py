@@ -7,23 +7,37 @@ trade row. Every function here that writes is one transaction."""
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from brokerage.errors import BrokerageError, Conflict, NotFound
+from brokerage.errors import BrokerageError, Conflict, NotFound, RateLimited
 from outbox.services import outbox_enqueue
 from trades.models import Trade
+
+logger = logging.getLogger("trades.services")
 
 NO_ACCOUNT = "This user has no brokerage account."
 CLIENT_ORDER_ID_REUSED = "client_order_id {key!r} was already used for a different order."
 NOT_CANCELLABLE = "Only a placed trade can be cancelled; this one is {status}."
 TRADE_NOT_FOUND = "No such trade."
+RATE_LIMITED = "Too many orders; try again in {wait} s."
 
+# Locks the customer, takes their next sequence number and a token from their rate-limit
+# bucket, in one statement; a refused request rolls all three back.
 _LOCK_AND_NEXT_SEQ_SQL = """
-UPDATE balances_account SET last_trade_seq = last_trade_seq + 1
-WHERE customer_id = %s RETURNING last_trade_seq, shard
+UPDATE balances_account SET
+    last_trade_seq = last_trade_seq + 1,
+    rate_tokens = LEAST(
+        %(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s
+    ) - 1,
+    rate_updated_at = now()
+WHERE customer_id = %(customer_id)s
+RETURNING last_trade_seq, shard, rate_tokens
 """
 
 
@@ -68,11 +82,21 @@ def trade_place(
     try:
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(_LOCK_AND_NEXT_SEQ_SQL, [customer_id])
+                cursor.execute(
+                    _LOCK_AND_NEXT_SEQ_SQL,
+                    {
+                        "customer_id": customer_id,
+                        "rate": settings.PLACE_TRADE_RATE,
+                        "burst": settings.PLACE_TRADE_BURST,
+                    },
+                )
                 row = cursor.fetchone()
             if row is None:
                 raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
-            seq, shard = row
+            seq, shard, tokens = row
+            if tokens < 0:
+                wait = math.ceil(-tokens / settings.PLACE_TRADE_RATE)
+                raise RateLimited("rate_limited", RATE_LIMITED.format(wait=wait), retry_after=wait)
             if client_order_id is not None:
                 existing = Trade.objects.filter(
                     customer_id=customer_id, client_order_id=client_order_id
@@ -95,6 +119,9 @@ def trade_place(
                 "client_order_id_reused", CLIENT_ORDER_ID_REUSED.format(key=client_order_id)
             ) from None
         return PlaceResult(trade=original, created=False)
+    logger.info(
+        "event=trade_placed trade=%s customer=%s shard=%s seq=%s", trade.id, customer_id, shard, seq
+    )
     return PlaceResult(trade=trade, created=True)
 
 

@@ -1,5 +1,6 @@
-"""Real processes for end-to-end tests: gunicorn, shard workers, the reaper and the
-exchange simulator, each its own OS process, all on the test database."""
+"""The whole system as real OS processes, driven from Python: gunicorn, shard workers,
+the reaper and the exchange simulator. The end-to-end tests, the benchmark and the
+chaos soak use it; `make run` uses honcho and the Procfile instead."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
-from django.conf import settings
-from django.db import connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,15 +38,18 @@ def wait_for(condition: Callable[[], object], *, timeout: float, what: str, ever
         time.sleep(every)
 
 
-def database_url() -> str:
-    params = connection.settings_dict
+def database_url(alias: str = "default") -> str:
+    """The URL of a Django database (the test database, inside tests)."""
+    from django.db import connections
+
+    params = connections[alias].settings_dict
     host = quote(params["HOST"] or "localhost", safe="")
     password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
     return f"postgres://{params['USER']}{password}@{host}:{params['PORT'] or 5432}/{params['NAME']}"
 
 
 class Stack:
-    def __init__(self, log_dir: Path, **env: str) -> None:
+    def __init__(self, log_dir: Path, *, database_url: str, shard_count: int, **env: str) -> None:
         self.log_dir = log_dir
         self.web_port = free_port()
         self.exchange_port = free_port()
@@ -58,8 +60,8 @@ class Stack:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "settings.base",
             "DEBUG": "true",
-            "DATABASE_URL": database_url(),
-            "SHARD_COUNT": str(settings.SHARD_COUNT),
+            "DATABASE_URL": database_url,
+            "SHARD_COUNT": str(shard_count),
             "EXCHANGE_URL": self.exchange_url,
             "EXCHANGE_WEBHOOK_SECRET": self.secret,
             "CALLBACK_URL": f"{self.web_url}/exchange/callback/",
@@ -108,7 +110,7 @@ class Stack:
             what="the exchange simulator",
         )
 
-    def start_web(self, workers: int = 2) -> None:
+    def start_web(self, workers: int = 2, *extra: str) -> None:
         self._spawn(
             "web",
             [
@@ -122,6 +124,7 @@ class Stack:
                 str(workers),
                 "--log-level",
                 "warning",
+                *extra,
             ],
         )
         wait_for(lambda: self._answers(f"{self.web_url}/healthz"), timeout=20, what="gunicorn")

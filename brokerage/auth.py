@@ -1,0 +1,37 @@
+"""Token authentication that slows down guessing.
+
+Only failed attempts touch the shared counter (a Postgres-backed cache), so a valid
+token costs nothing extra; past AUTH_FAILURE_LIMIT failures from one client within
+AUTH_FAILURE_WINDOW seconds, further failures are a 429 instead of a 401."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.cache import caches
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+
+class ThrottledTokenAuthentication(TokenAuthentication):
+    def authenticate(self, request: Request):
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            self._count_failure(request)
+            raise
+
+    def _count_failure(self, request: Request) -> None:
+        cache = caches["auth_failures"]
+        key = f"auth-fail:{BaseThrottle().get_ident(request)}"
+        window = settings.AUTH_FAILURE_WINDOW
+        if cache.add(key, 1, timeout=window):
+            return
+        try:
+            failures = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=window)
+            return
+        if failures > settings.AUTH_FAILURE_LIMIT:
+            raise exceptions.Throttled(wait=window, detail="Too many failed authentications.")
