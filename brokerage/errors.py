@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -92,3 +93,14 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         body = {"error": code, "detail": str(getattr(exc, "detail", exc))}
     response.data = body
     return response
+
+
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """404 for URLs nothing matches: JSON like every other error, not an HTML page."""
+    return JsonResponse({"error": "not_found", "detail": "No such URL."}, status=404)
+
+
+def json_server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {"error": "server_error", "detail": "Something went wrong on our side."}, status=500
+    )

@@ -13,6 +13,9 @@ api_v1 = [
     path("account/", AccountApi.as_view(), name="account"),
 ]
 
+handler404 = "brokerage.errors.json_not_found"
+handler500 = "brokerage.errors.json_server_error"
+
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -43,6 +43,12 @@ class TradeOutputSerializer(serializers.Serializer):
     fill_price = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
 
 
+class TradePageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = TradeOutputSerializer(many=True)
+
+
 def _error_responses(*codes: int) -> dict:
     return {code: OpenApiResponse(ErrorSerializer) for code in codes}
 
@@ -72,17 +78,15 @@ class TradeListCreateApi(APIView):
 
     class FilterSerializer(StrictInputSerializer):
         status = serializers.ChoiceField(choices=Trade.Status.choices, required=False)
-        cursor = serializers.CharField(required=False)
-        limit = serializers.IntegerField(required=False, min_value=1)
+        cursor = serializers.CharField(required=False, help_text="From a page's next/previous.")
+        limit = serializers.IntegerField(
+            required=False, min_value=1, help_text="Page size; more than 200 gives 200."
+        )
 
     @extend_schema(
         operation_id="trades_list",
-        parameters=[
-            OpenApiParameter("status", enum=Trade.Status.values, required=False),
-            OpenApiParameter("cursor", str, required=False),
-            OpenApiParameter("limit", int, required=False, description="Page size, at most 200."),
-        ],
-        responses={200: TradeOutputSerializer(many=True), **_error_responses(400, 401)},
+        parameters=[FilterSerializer],
+        responses={200: TradePageSerializer, **_error_responses(400, 401, 404)},
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params.dict())
