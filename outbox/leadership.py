@@ -1,9 +1,11 @@
-"""Shard leadership: Postgres session advisory locks on one dedicated connection, and a
-fencing epoch bumped on every takeover (see outbox.fencing)."""
+"""Shard leadership: Postgres session advisory locks on one dedicated connection, a
+fencing epoch bumped on every takeover (see outbox.fencing), and a heartbeat so that a
+frozen leader can be deposed."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 import psycopg
@@ -23,10 +25,24 @@ WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND classid = %s AND objs
   AND granted
 """
 _TAKE_EPOCH_SQL = """
-INSERT INTO outbox_shardlease (shard, epoch, holder, acquired_at) VALUES (%s, 1, %s, now())
+INSERT INTO outbox_shardlease (shard, epoch, holder, acquired_at, holder_pid, heartbeat_at)
+VALUES (%s, 1, %s, now(), pg_backend_pid(), now())
 ON CONFLICT (shard) DO UPDATE
-SET epoch = outbox_shardlease.epoch + 1, holder = EXCLUDED.holder, acquired_at = now()
+SET epoch = outbox_shardlease.epoch + 1, holder = EXCLUDED.holder, acquired_at = now(),
+    holder_pid = EXCLUDED.holder_pid, heartbeat_at = now()
 RETURNING epoch
+"""
+_HEARTBEAT_SQL = """
+UPDATE outbox_shardlease SET heartbeat_at = now()
+WHERE shard = ANY(%s) AND holder_pid = pg_backend_pid()
+"""
+# Leaders of shards we want whose heartbeat stopped: their lock sessions are ended, which
+# releases their locks. Their processes, if they ever resume, are fenced by the epoch.
+_DEPOSE_FROZEN_SQL = """
+SELECT shard, holder, pg_terminate_backend(holder_pid) FROM outbox_shardlease
+WHERE shard = ANY(%s) AND heartbeat_at < now() - make_interval(secs => %s)
+  AND holder_pid IS NOT NULL AND holder_pid <> pg_backend_pid()
+  AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = holder_pid)
 """
 
 
@@ -37,7 +53,15 @@ class ShardLeadership:
     connection was killed, Postgres restarted...), every lock is gone with it, so every
     shard is dropped at once and re-contested on a new session. Locks are only ever
     tried for shards not held: session locks stack, and a stacked lock would survive
-    one unlock."""
+    one unlock.
+
+    After losing its session, a process waits `rejoin_after` seconds before contesting
+    locks again, so that healthy standbys win.
+
+    With `lease_timeout`, a leader writes a heartbeat at every `maintain()`, and a
+    standby ends the lock session of a leader whose heartbeat is older than the timeout
+    (a frozen process keeps its session, and so its locks, alive). Without leases (the
+    reaper), only the lock counts and no lease row is written."""
 
     def __init__(
         self,
@@ -45,22 +69,28 @@ class ShardLeadership:
         shards: Iterable[int],
         holder: str,
         namespace: int = SHARD_LOCK_NAMESPACE,
+        lease_timeout: float | None = None,
+        leases: bool = True,
+        rejoin_after: float = 1.0,
         connect: Callable[[], psycopg.Connection] | None = None,
     ) -> None:
         self.wanted = sorted(set(shards))
         self.holder = holder
         self.namespace = namespace
+        self.lease_timeout = lease_timeout
+        self.leases = leases
         self._connect = connect or (lambda: dedicated_connection(f"leader {holder}"))
+        self.rejoin_after = rejoin_after
         self._conn: psycopg.Connection | None = None
+        self._contest_after = 0.0
         self.held: dict[int, int] = {}
 
     def epoch(self, shard: int) -> int | None:
         return self.held.get(shard)
 
     def maintain(self) -> tuple[list[int], list[int]]:
-        """Check the locks we hold still exist and try to take the free ones.
-
-        Returns (gained, lost) shard lists."""
+        """Check the locks we hold still exist, prove we are alive, depose frozen leaders
+        of shards we want, and try to take the free ones. Returns (gained, lost)."""
         lost: list[int] = []
         try:
             if self._conn is None or self._conn.closed:
@@ -71,12 +101,22 @@ class ShardLeadership:
                 lost = [shard for shard in self.held if shard not in still]
                 for shard in lost:
                     del self.held[shard]
-            gained = self._try_take([s for s in self.wanted if s not in self.held])
+                if self.leases and self.held:
+                    self._conn.execute(_HEARTBEAT_SQL, (sorted(self.held),))
+            candidates = [s for s in self.wanted if s not in self.held]
+            if time.monotonic() < self._contest_after:
+                candidates = []
+            gained = self._try_take(candidates)
+            if self.leases and self.lease_timeout and len(gained) < len(candidates):
+                self._depose_frozen([s for s in candidates if s not in self.held])
         except psycopg.Error as exc:
             logger.warning("event=lock_session_lost holder=%s error=%r", self.holder, exc)
             lost += list(self.held)
             self.held.clear()
             self._close()
+            # A process whose session was killed may be the problem: let the standbys,
+            # which try every lock interval, take over first.
+            self._contest_after = time.monotonic() + self.rejoin_after
             return [], sorted(lost)
         for shard in lost:
             logger.warning("event=leadership_lost shard=%s holder=%s", shard, self.holder)
@@ -89,13 +129,27 @@ class ShardLeadership:
         rows = self._conn.execute(_TRY_LOCKS_SQL, (candidates, self.namespace)).fetchall()
         gained = []
         for (shard,) in rows:
-            (epoch,) = self._conn.execute(_TAKE_EPOCH_SQL, (shard, self.holder)).fetchone()
+            epoch = 0
+            if self.leases:
+                (epoch,) = self._conn.execute(_TAKE_EPOCH_SQL, (shard, self.holder)).fetchone()
             self.held[shard] = epoch
             gained.append(shard)
             logger.info(
                 "event=leadership_taken shard=%s epoch=%s holder=%s", shard, epoch, self.holder
             )
         return gained
+
+    def _depose_frozen(self, shards: list[int]) -> None:
+        assert self._conn is not None
+        rows = self._conn.execute(_DEPOSE_FROZEN_SQL, (shards, self.lease_timeout)).fetchall()
+        for shard, holder, ended in rows:
+            logger.warning(
+                "event=frozen_leader_deposed shard=%s leader=%s by=%s ended=%s",
+                shard,
+                holder,
+                self.holder,
+                ended,
+            )
 
     def drop(self, shard: int) -> None:
         """Stop acting for `shard` (our epoch was found stale) and give its lock back, so

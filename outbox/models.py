@@ -28,6 +28,10 @@ class ShardLease(models.Model):
     epoch = models.BigIntegerField(default=0)
     holder = models.CharField(max_length=200, blank=True, default="")
     acquired_at = models.DateTimeField(null=True, blank=True)
+    # The leader's lock session, and when it last proved it was alive: a standby may end
+    # that session when the heartbeat is older than WORKER_LEASE_TIMEOUT.
+    holder_pid = models.IntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"shard {self.shard} epoch {self.epoch} held by {self.holder or 'nobody'}"

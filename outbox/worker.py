@@ -77,6 +77,7 @@ class ShardWorker:
         poll_interval: float,
         lock_retry_interval: float,
         quote_max_age: float,
+        lease_timeout: float | None = None,
         submit_threads: int = 8,
         batch_size: int = 100,
         make_exchange_client: Callable[[], ExchangeClient] = exchange_client_factory,
@@ -86,7 +87,10 @@ class ShardWorker:
         self.poll_interval = poll_interval
         self.lock_retry_interval = lock_retry_interval
         self.batch_size = batch_size
-        self.leadership = ShardLeadership(shards=self.shards, holder=name)
+        self.leadership = ShardLeadership(
+            shards=self.shards, holder=name, lease_timeout=lease_timeout
+        )
+        self._next_locks = 0.0
         self._make_client = make_exchange_client
         self.quotes = QuoteBook(make_exchange_client(), quote_max_age)
         self._submitters = ThreadPoolExecutor(submit_threads, thread_name_prefix="submit")
@@ -104,26 +108,32 @@ class ShardWorker:
 
     def run(self) -> None:
         logger.info("event=worker_started worker=%s shards=%d", self.name, len(self.shards))
-        next_locks = next_poll = 0.0
+        next_poll = 0.0
         notified: set[int] = set()
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 to_drain = set(notified)
-                if now >= next_locks:
-                    gained, _ = self.leadership.maintain()
-                    to_drain.update(gained)
-                    next_locks = now + self.lock_retry_interval
+                to_drain.update(self._maintain_leadership_if_due())
                 if now >= next_poll:
                     to_drain.update(self._shards_with_work())
                     next_poll = now + self.poll_interval
                 for shard in sorted(to_drain):
                     self._drain(shard)
                 self._settle_refused()
-                timeout = max(0.0, min(next_locks, next_poll) - time.monotonic())
+                timeout = max(0.0, min(self._next_locks, next_poll) - time.monotonic())
                 notified = self._wait_for_notifications(timeout)
         finally:
             self._shutdown()
+
+    def _maintain_leadership_if_due(self) -> list[int]:
+        """Check and renew our locks (and heartbeat) every lock_retry_interval, also in the
+        middle of a long drain, so that a busy leader is never taken for a frozen one."""
+        if time.monotonic() < self._next_locks:
+            return []
+        gained, _ = self.leadership.maintain()
+        self._next_locks = time.monotonic() + self.lock_retry_interval
+        return gained
 
     def _shutdown(self) -> None:
         self._submitters.shutdown(wait=True)
@@ -186,6 +196,9 @@ class ShardWorker:
                 if not customers:
                     return
                 for customer_id in customers:
+                    self._maintain_leadership_if_due()
+                    if self.leadership.epoch(shard) != epoch:
+                        return
                     if not self._send_next(shard, epoch, customer_id):
                         return
             except (OperationalError, InterfaceError) as exc:

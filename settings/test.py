@@ -9,7 +9,7 @@ from settings.base import DATABASES  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Losing the last commits on a crash is fine for a throwaway test database.
-DATABASES["default"]["OPTIONS"]["options"] = "-c synchronous_commit=off"
+DATABASES["default"]["OPTIONS"]["options"] += " -c synchronous_commit=off"
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 PLACE_TRADE_RATE = 1000.0
 PLACE_TRADE_BURST = 1000.0

@@ -249,3 +249,37 @@ def test_sigterm_gives_the_shards_back_at_once(stack):
     assert stack.procs["polite"].wait(timeout=15) == 0
 
     wait_for(lambda: holds_every_shard("next"), timeout=10, what="the next worker to lead")
+
+
+def test_a_frozen_leader_is_deposed_and_fenced_when_it_wakes(stack):
+    stack.env["WORKER_LEASE_TIMEOUT"] = "1.5"
+    stack.start_exchange("--fill-delay-ms", "5,20")
+    stack.start_web()
+    stack.start_worker("frozen")
+    wait_for(lambda: holds_every_shard("frozen"), timeout=20, what="the first leader")
+    stack.start_worker("standby")
+    stack.start_reaper()
+    customers = [create_customer(cash="100000.00") for _ in range(10)]
+    place_many(stack, customers, per_customer=2)
+
+    stack.signal("frozen", signal.SIGSTOP)
+    place_many(stack, customers, per_customer=2)
+    wait_for(
+        lambda: holds_every_shard("standby"),
+        timeout=20,
+        what="the standby to depose the frozen leader",
+    )
+    wait_until_all_terminal()
+    stack.signal("frozen", signal.SIGCONT)
+    wait_for(
+        lambda: "event=lock_session_lost" in stack.log("frozen"),
+        timeout=15,
+        what="the woken leader to notice it was deposed",
+    )
+    place_many(stack, customers, per_customer=2)
+
+    wait_until_all_terminal()
+    assert holds_every_shard("standby")
+    assert "event=frozen_leader_deposed" in stack.log("standby")
+    assert_audit_passes()
+    assert_exchange_saw_customer_order(stack)

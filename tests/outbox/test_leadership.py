@@ -1,13 +1,15 @@
 """Leadership and fencing over real sessions: advisory locks, pg_terminate_backend."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
 from django.db import connection
 
+from brokerage.stack import wait_for
 from outbox.fencing import StaleLeader
-from outbox.leadership import ShardLeadership
+from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
 from outbox.models import ShardLease
 from outbox.sharding import shard_for_customer
 from trades.execution import trade_send_next
@@ -66,7 +68,7 @@ def test_a_leader_whose_session_is_killed_is_fenced_out(leaderships, customer):
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid_of("old")])
-    assert new.maintain() == ([shard], [])
+    wait_for(lambda: new.maintain() and shard in new.held, timeout=5, what="the new leader")
 
     # The old leader has not noticed yet; its next write must change nothing.
     with pytest.raises(StaleLeader):
@@ -98,3 +100,44 @@ def test_a_new_leaders_epoch_bump_waits_for_the_old_leaders_open_transaction(cus
         old.commit()
         new.execute("UPDATE outbox_shardlease SET epoch = epoch + 1 WHERE shard = 5")
     assert ShardLease.objects.get(shard=5).epoch == 2
+
+
+def test_a_frozen_leader_is_deposed_after_the_lease_timeout(leaderships):
+    frozen = leaderships("frozen", [7])
+    standby = ShardLeadership(shards=[7], holder="standby", lease_timeout=0.5)
+    frozen.maintain()
+    first_epoch = frozen.epoch(7)
+    # The frozen leader stops beating: make its heartbeat old instead of waiting.
+    ShardLease.objects.filter(shard=7).update(
+        heartbeat_at=ShardLease.objects.get(shard=7).heartbeat_at - timedelta(seconds=5)
+    )
+    try:
+        assert standby.maintain() == ([], [])  # ends the frozen leader's lock session
+        # The ended backend releases its lock as it exits, a moment later.
+        wait_for(lambda: standby.maintain() and 7 in standby.held, timeout=5, what="the lock")
+        assert standby.epoch(7) == first_epoch + 1
+        assert frozen.maintain() == ([], [7])
+    finally:
+        standby.release_all()
+
+
+def test_a_live_leader_keeps_its_shard(leaderships):
+    live = leaderships("live", [8])
+    standby = leaderships("standby", [8])
+    standby.lease_timeout = 0.5
+    live.maintain()
+    assert standby.maintain() == ([], [])
+    assert live.maintain() == ([], [])
+    assert live.epoch(8) is not None
+
+
+def test_the_reapers_lock_never_touches_shard_leases(leaderships):
+    leaderships("worker", [0]).maintain()
+    epoch = ShardLease.objects.get(shard=0).epoch
+    reaper = leaderships("reaper", [0])
+    reaper.namespace = REAPER_LOCK_NAMESPACE
+    reaper.leases = False
+
+    assert reaper.maintain() == ([0], [])
+    assert ShardLease.objects.get(shard=0).epoch == epoch
+    assert ShardLease.objects.get(shard=0).holder == "worker"

@@ -53,6 +53,7 @@ class Command(BaseCommand):
             poll_interval=options["poll_interval"],
             lock_retry_interval=options["lock_retry_interval"],
             quote_max_age=settings.QUOTE_MAX_AGE,
+            lease_timeout=settings.WORKER_LEASE_TIMEOUT,
             submit_threads=options["submit_threads"],
         )
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -30,7 +30,9 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: stop.set())
         name = f"reaper {socket.gethostname()}:{os.getpid()}"
         # Leadership of the single "shard" 0 in the reaper's own lock namespace.
-        leadership = ShardLeadership(shards=[0], holder=name, namespace=REAPER_LOCK_NAMESPACE)
+        leadership = ShardLeadership(
+            shards=[0], holder=name, namespace=REAPER_LOCK_NAMESPACE, leases=False
+        )
         client = exchange_client_factory()
         try:
             while not stop.is_set():
