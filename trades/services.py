@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from brokerage.errors import BrokerageError, Conflict, NotFound, RateLimited
-from outbox.services import outbox_enqueue
+from outbox.notify import shard_waker
 from trades.models import Trade
 
 logger = logging.getLogger("trades.services")
@@ -27,17 +27,45 @@ NOT_CANCELLABLE = "Only a placed trade can be cancelled; this one is {status}."
 TRADE_NOT_FOUND = "No such trade."
 RATE_LIMITED = "Too many orders; try again in {wait} s."
 
-# Locks the customer, takes their next sequence number and a token from their rate-limit
-# bucket, in one statement; a refused request rolls all three back.
-_LOCK_AND_NEXT_SEQ_SQL = """
-UPDATE balances_account SET
-    last_trade_seq = last_trade_seq + 1,
-    rate_tokens = LEAST(
-        %(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s
-    ) - 1,
-    rate_updated_at = now()
-WHERE customer_id = %(customer_id)s
-RETURNING last_trade_seq, shard, rate_tokens
+# The whole placement in one statement, and so one round trip and one transaction: lock
+# the customer's account row while taking their next sequence number and a token from
+# their rate-limit bucket, insert the trade and the outbox row. It writes nothing when the
+# customer has no account, is over their rate limit, or already used the client_order_id
+# (a concurrent twin with the same key fails the unique index instead).
+_PLACE_SQL = """
+WITH account AS (
+    UPDATE balances_account SET
+        last_trade_seq = last_trade_seq + 1,
+        rate_tokens = LEAST(
+            %(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s
+        ) - 1,
+        rate_updated_at = now()
+    WHERE customer_id = %(customer_id)s
+      AND LEAST(
+            %(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s
+          ) >= 1
+      AND NOT EXISTS (
+            SELECT 1 FROM trades_trade
+            WHERE customer_id = %(customer_id)s AND client_order_id = %(client_order_id)s
+          )
+    RETURNING customer_id, last_trade_seq, shard
+), trade AS (
+    INSERT INTO trades_trade
+        (customer_id, seq, ticker, side, quantity, status, client_order_id, created_at)
+    SELECT customer_id, last_trade_seq, %(ticker)s, %(side)s, %(quantity)s, 'placed',
+           %(client_order_id)s, clock_timestamp()
+    FROM account
+    RETURNING id, seq, created_at
+), outbox AS (
+    INSERT INTO outbox_outboxmessage (shard, customer_id, created_at)
+    SELECT shard, customer_id, clock_timestamp() FROM account
+)
+SELECT trade.id, trade.seq, trade.created_at, account.shard FROM trade, account
+"""
+# Why nothing was written: the account's bucket as of now, if there is an account.
+_REFUSAL_SQL = """
+SELECT LEAST(%(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s)
+FROM balances_account WHERE customer_id = %(customer_id)s
 """
 
 
@@ -45,11 +73,6 @@ RETURNING last_trade_seq, shard, rate_tokens
 class PlaceResult:
     trade: Trade
     created: bool
-
-
-class _Replay(Exception):
-    def __init__(self, trade: Trade) -> None:
-        self.trade = trade
 
 
 def account_lock(*, customer_id: int) -> int:
@@ -74,55 +97,74 @@ def trade_place(
 ) -> PlaceResult:
     """Accept a market order for the customer.
 
-    One transaction: locks the customer's account row while taking their next sequence
-    number, inserts the trade (`placed`) and an outbox row, and commits them together;
-    the shard is woken after commit. A client_order_id seen before returns the original
-    trade (same terms) or raises Conflict (different terms); either way nothing is written.
+    One statement, so one transaction: locks the customer's account row while taking
+    their next sequence number and a rate-limit token, inserts the trade (`placed`) and
+    an outbox row; the shard is woken after commit. A client_order_id seen before returns
+    the original trade (same terms) or raises Conflict (different terms); over the rate
+    limit raises RateLimited; in every refusal nothing is written.
     """
+    params = {
+        "customer_id": customer_id,
+        "ticker": ticker,
+        "side": side,
+        "quantity": quantity,
+        "client_order_id": client_order_id,
+        "rate": settings.PLACE_TRADE_RATE,
+        "burst": settings.PLACE_TRADE_BURST,
+    }
     try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _LOCK_AND_NEXT_SEQ_SQL,
-                    {
-                        "customer_id": customer_id,
-                        "rate": settings.PLACE_TRADE_RATE,
-                        "burst": settings.PLACE_TRADE_BURST,
-                    },
-                )
-                row = cursor.fetchone()
-            if row is None:
-                raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
-            seq, shard, tokens = row
-            if tokens < 0:
-                wait = math.ceil(-tokens / settings.PLACE_TRADE_RATE)
-                raise RateLimited("rate_limited", RATE_LIMITED.format(wait=wait), retry_after=wait)
-            if client_order_id is not None:
-                existing = Trade.objects.filter(
-                    customer_id=customer_id, client_order_id=client_order_id
-                ).first()
-                if existing is not None:
-                    raise _Replay(existing)  # rolls back the sequence number too
-            trade = Trade.objects.create(
-                customer_id=customer_id,
-                seq=seq,
-                ticker_id=ticker,
-                side=side,
-                quantity=quantity,
-                client_order_id=client_order_id,
-            )
-            outbox_enqueue(customer_id=customer_id, shard=shard)
-    except _Replay as replay:
-        original = replay.trade
-        if (original.ticker_id, original.side, original.quantity) != (ticker, side, quantity):
-            raise Conflict(
-                "client_order_id_reused", CLIENT_ORDER_ID_REUSED.format(key=client_order_id)
-            ) from None
-        return PlaceResult(trade=original, created=False)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_PLACE_SQL, params)
+            row = cursor.fetchone()
+    except IntegrityError as exc:
+        if _violated_constraint(exc) != "trade_customer_client_order_id":
+            raise
+        row = None  # a concurrent request with the same client_order_id won
+    if row is None:
+        return _refused_placement(params)
+    trade_id, seq, created_at, shard = row
+    transaction.on_commit(lambda: shard_waker().wake(shard))
     logger.info(
-        "event=trade_placed trade=%s customer=%s shard=%s seq=%s", trade.id, customer_id, shard, seq
+        "event=trade_placed trade=%s customer=%s shard=%s seq=%s", trade_id, customer_id, shard, seq
+    )
+    trade = Trade(
+        id=trade_id,
+        customer_id=customer_id,
+        seq=seq,
+        ticker_id=ticker,
+        side=side,
+        quantity=quantity,
+        status=Trade.Status.PLACED,
+        client_order_id=client_order_id,
+        created_at=created_at,
     )
     return PlaceResult(trade=trade, created=True)
+
+
+def _violated_constraint(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
+def _refused_placement(params: dict) -> PlaceResult:
+    """Nothing was written: say why, or return the original trade of a replayed key."""
+    key = params["client_order_id"]
+    if key is not None:
+        original = Trade.objects.filter(
+            customer_id=params["customer_id"], client_order_id=key
+        ).first()
+        if original is not None:
+            terms = (params["ticker"], params["side"], params["quantity"])
+            if (original.ticker_id, original.side, original.quantity) != terms:
+                raise Conflict("client_order_id_reused", CLIENT_ORDER_ID_REUSED.format(key=key))
+            return PlaceResult(trade=original, created=False)
+    with connection.cursor() as cursor:
+        cursor.execute(_REFUSAL_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
+    wait = max(1, math.ceil((1 - row[0]) / params["rate"]))
+    raise RateLimited("rate_limited", RATE_LIMITED.format(wait=wait), retry_after=wait)
 
 
 def trade_cancel(*, customer_id: int, trade_id: int) -> Trade:

@@ -4,10 +4,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 
 from outbox.models import OutboxMessage
-from trades import services
 from trades.models import Trade
 from trades.services import trade_place
 
@@ -94,14 +93,23 @@ def test_sequence_numbers_are_gapless_and_in_commit_order(customer):
         assert commits == sorted(commits)
 
 
-def test_trade_and_outbox_row_commit_together_or_not_at_all(customer, monkeypatch):
-    def broken_enqueue(**kwargs):
-        raise RuntimeError("crash after the trade insert")
-
-    monkeypatch.setattr(services, "outbox_enqueue", broken_enqueue)
-
-    with pytest.raises(RuntimeError):
-        trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1)
+def test_trade_and_outbox_row_commit_together_or_not_at_all(customer):
+    # The outbox insert fails after the trade insert (and the sequence number) succeeded.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION fail_outbox() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'outbox insert failed'; END $$; "
+            "CREATE TRIGGER fail_outbox BEFORE INSERT ON outbox_outboxmessage "
+            "FOR EACH ROW EXECUTE FUNCTION fail_outbox()"
+        )
+    try:
+        with pytest.raises(DatabaseError, match="outbox insert failed"):
+            trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TRIGGER fail_outbox ON outbox_outboxmessage; DROP FUNCTION fail_outbox()"
+            )
 
     assert not Trade.objects.exists()
     assert not OutboxMessage.objects.exists()
