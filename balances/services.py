@@ -20,6 +20,11 @@ INSERT INTO balances_ledgerentry
     (customer_id, trade_id, kind, ticker, cash_amount, share_quantity, created_at)
 VALUES (%s, %s, %s, %s, %s, %s, now())
 """
+_LEDGER_PAIR_SQL = """
+INSERT INTO balances_ledgerentry
+    (customer_id, trade_id, kind, ticker, cash_amount, share_quantity, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, now()), (%s, %s, %s, %s, %s, %s, now())
+"""
 _ADD_SHARES_SQL = """
 INSERT INTO balances_position (customer_id, ticker, quantity, held) VALUES (%s, %s, %s, 0)
 ON CONFLICT (customer_id, ticker)
@@ -41,6 +46,22 @@ def _ledger_shares(
     *, customer_id: int, trade_id: int | None, kind: str, ticker: str, quantity: int
 ) -> None:
     _execute(_LEDGER_SQL, [customer_id, trade_id, kind, ticker, None, quantity])
+
+
+def _ledger_pair(
+    *,
+    customer_id: int,
+    trade_id: int,
+    ticker: str,
+    cash: tuple[str, Decimal],
+    shares: tuple[str, int],
+) -> None:
+    """The two entries of a settled trade, in one statement."""
+    _execute(
+        _LEDGER_PAIR_SQL,
+        [customer_id, trade_id, cash[0], None, cash[1], None]
+        + [customer_id, trade_id, shares[0], ticker, None, shares[1]],
+    )
 
 
 def account_open(
@@ -139,15 +160,12 @@ def buy_settle(
         [cost, hold, customer_id],
     )
     _execute(_ADD_SHARES_SQL, [customer_id, ticker, quantity])
-    _ledger_cash(
-        customer_id=customer_id, trade_id=trade_id, kind=LedgerEntry.Kind.BUY_CASH, amount=-cost
-    )
-    _ledger_shares(
+    _ledger_pair(
         customer_id=customer_id,
         trade_id=trade_id,
-        kind=LedgerEntry.Kind.BUY_SHARES,
         ticker=ticker,
-        quantity=quantity,
+        cash=(LedgerEntry.Kind.BUY_CASH, -cost),
+        shares=(LedgerEntry.Kind.BUY_SHARES, quantity),
     )
 
 
@@ -164,13 +182,10 @@ def sell_settle(
         "UPDATE balances_account SET cash = cash + %s WHERE customer_id = %s",
         [proceeds, customer_id],
     )
-    _ledger_shares(
+    _ledger_pair(
         customer_id=customer_id,
         trade_id=trade_id,
-        kind=LedgerEntry.Kind.SELL_SHARES,
         ticker=ticker,
-        quantity=-quantity,
-    )
-    _ledger_cash(
-        customer_id=customer_id, trade_id=trade_id, kind=LedgerEntry.Kind.SELL_CASH, amount=proceeds
+        cash=(LedgerEntry.Kind.SELL_CASH, proceeds),
+        shares=(LedgerEntry.Kind.SELL_SHARES, -quantity),
     )

@@ -29,7 +29,7 @@ INSUFFICIENT_FUNDS = "insufficient funds"
 INSUFFICIENT_SHARES = "insufficient shares"
 
 _OLDEST_OPEN_SQL = """
-SELECT id, status, ticker, side, quantity FROM trades_trade
+SELECT id, status, ticker, side, quantity, seq FROM trades_trade
 WHERE customer_id = %s AND status IN ('placed', 'in_progress')
 ORDER BY seq LIMIT 1
 """
@@ -50,6 +50,7 @@ class NextTrade:
     ticker: str
     side: str
     quantity: int
+    seq: int
 
 
 def customer_next_open_trade(*, customer_id: int, lock: bool = False) -> NextTrade | None:
@@ -145,7 +146,15 @@ def trade_send_next(
             Trade.Status.IN_PROGRESS, submitted_at=now, cash_held=hold, limit_price=limit
         )
         Trade.objects.filter(id=nxt.id).update(**{f: getattr(trade, f) for f in fields})
-        in_flight = Trade.objects.get(id=nxt.id)
+        in_flight = Trade(
+            id=nxt.id,
+            customer_id=customer_id,
+            seq=nxt.seq,
+            ticker_id=nxt.ticker,
+            side=nxt.side,
+            quantity=nxt.quantity,
+            limit_price=limit,
+        )
     log_transition(nxt.id, customer_id, shard, "in_progress", limit=limit)
     return order_request_for(in_flight)
 
