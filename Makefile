@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format db db-stop psql demo bench clean
+.PHONY: install run test lint format db db-stop psql demo bench chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ db-stop: install
 psql: install
 	$(BIN)/python -m brokerage.embedded_postgres psql
 
+## Benchmark: fresh loaded database, Postgres ceiling, the whole stack under HTTP load.
+## Options after BENCH_ARGS=, e.g. BENCH_ARGS=--quick (see python -m bench --help).
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## Chaos soak: the whole stack under a seeded fault schedule; CHAOS_ARGS=--short for CI.
+chaos: install
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
+## With `make run` up: a customer places a few trades and watches them settle.
+demo: install
+	$(BIN)/python -m brokerage.demo
+
 clean:
 	-$(BIN)/python -m brokerage.embedded_postgres stop
-	rm -rf $(VENV) .pgdata staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pgdata .pgdata-chaos staticfiles .pytest_cache .ruff_cache

@@ -78,15 +78,15 @@ class Stack:
     # -- processes ------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            env={**self.env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env={"DB_APPLICATION_NAME": name, **self.env, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs[name] = proc
         return proc
 

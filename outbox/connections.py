@@ -28,8 +28,21 @@ def connection_kwargs(alias: str = "default") -> dict:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
-def dedicated_connection(application_name: str, alias: str = "default") -> psycopg.Connection:
+def dedicated_connection(
+    application_name: str, alias: str = "default", lock_timeout: str | None = None
+) -> psycopg.Connection:
     """An autocommit session of its own, named so operators can find it in pg_stat_activity."""
+    options = f"-c lock_timeout={lock_timeout}" if lock_timeout else None
+    kwargs = {"options": options} if options else {}
     return psycopg.connect(
-        **connection_kwargs(alias), autocommit=True, application_name=application_name[:63]
+        **connection_kwargs(alias),
+        **kwargs,
+        autocommit=True,
+        application_name=application_name[:63],
     )
+
+
+def name_django_connection(application_name: str, alias: str = "default") -> None:
+    """Name this process's Django sessions (reconnects included) in pg_stat_activity."""
+    connections[alias].settings_dict["OPTIONS"]["application_name"] = application_name[:63]
+    connections[alias].close()

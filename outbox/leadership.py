@@ -38,11 +38,18 @@ WHERE shard = ANY(%s) AND holder_pid = pg_backend_pid()
 """
 # Leaders of shards we want whose heartbeat stopped: their lock sessions are ended, which
 # releases their locks. Their processes, if they ever resume, are fenced by the epoch.
+# Its work session goes too: a leader frozen inside a transaction holds row locks (its
+# customers' accounts, the lease row it fenced with) until that session ends.
 _DEPOSE_FROZEN_SQL = """
-SELECT shard, holder, pg_terminate_backend(holder_pid) FROM outbox_shardlease
-WHERE shard = ANY(%s) AND heartbeat_at < now() - make_interval(secs => %s)
-  AND holder_pid IS NOT NULL AND holder_pid <> pg_backend_pid()
-  AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = holder_pid)
+WITH frozen AS (
+    SELECT shard, holder, holder_pid FROM outbox_shardlease
+    WHERE shard = ANY(%s) AND heartbeat_at < now() - make_interval(secs => %s)
+      AND holder_pid IS NOT NULL AND holder_pid <> pg_backend_pid()
+      AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = holder_pid)
+)
+SELECT frozen.shard, frozen.holder, pg_terminate_backend(a.pid)
+FROM frozen JOIN pg_stat_activity a
+  ON a.pid = frozen.holder_pid OR a.application_name = 'worker ' || frozen.holder
 """
 
 
@@ -79,7 +86,9 @@ class ShardLeadership:
         self.namespace = namespace
         self.lease_timeout = lease_timeout
         self.leases = leases
-        self._connect = connect or (lambda: dedicated_connection(f"leader {holder}"))
+        self._connect = connect or (
+            lambda: dedicated_connection(f"leader {holder}", lock_timeout="250ms")
+        )
         self.rejoin_after = rejoin_after
         self._conn: psycopg.Connection | None = None
         self._contest_after = 0.0
@@ -102,7 +111,7 @@ class ShardLeadership:
                 for shard in lost:
                     del self.held[shard]
                 if self.leases and self.held:
-                    self._conn.execute(_HEARTBEAT_SQL, (sorted(self.held),))
+                    self._heartbeat()
             candidates = [s for s in self.wanted if s not in self.held]
             if time.monotonic() < self._contest_after:
                 candidates = []
@@ -122,6 +131,15 @@ class ShardLeadership:
             logger.warning("event=leadership_lost shard=%s holder=%s", shard, self.holder)
         return gained, sorted(lost)
 
+    def _heartbeat(self) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.execute(_HEARTBEAT_SQL, (sorted(self.held),))
+        except psycopg.errors.LockNotAvailable:
+            # A deposed leader's transaction still share-locks a lease row; the next
+            # beat will get through, long before any lease timeout.
+            logger.info("event=heartbeat_deferred holder=%s", self.holder)
+
     def _try_take(self, candidates: list[int]) -> list[int]:
         if not candidates:
             return []
@@ -131,7 +149,14 @@ class ShardLeadership:
         for (shard,) in rows:
             epoch = 0
             if self.leases:
-                (epoch,) = self._conn.execute(_TAKE_EPOCH_SQL, (shard, self.holder)).fetchone()
+                try:
+                    (epoch,) = self._conn.execute(_TAKE_EPOCH_SQL, (shard, self.holder)).fetchone()
+                except psycopg.errors.LockNotAvailable:
+                    # The old leader's open transaction still holds the lease row: leave
+                    # this shard for the next round rather than stall every other one.
+                    self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.namespace, shard))
+                    logger.info("event=lease_row_busy shard=%s holder=%s", shard, self.holder)
+                    continue
             self.held[shard] = epoch
             gained.append(shard)
             logger.info(
@@ -160,7 +185,13 @@ class ShardLeadership:
         try:
             if self._conn is not None and not self._conn.closed:
                 self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.namespace, shard))
-        except psycopg.Error:
+        except psycopg.Error as exc:
+            logger.warning(
+                "event=lock_session_lost holder=%s shards_dropped=%d error=%r",
+                self.holder,
+                len(self.held),
+                exc,
+            )
             self._close()
             self.held.clear()
 

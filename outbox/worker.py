@@ -17,8 +17,7 @@ from decimal import Decimal
 
 import psycopg
 from django.conf import settings
-from django.db import connection
-from django.db.utils import InterfaceError, OperationalError
+from django.db import DatabaseError, connection
 
 from outbox.connections import dedicated_connection
 from outbox.fencing import StaleLeader
@@ -176,7 +175,7 @@ class ShardWorker:
             with connection.cursor() as cursor:
                 cursor.execute(_SHARDS_WITH_WORK_SQL, [held])
                 return {row[0] for row in cursor.fetchall()}
-        except (OperationalError, InterfaceError) as exc:
+        except DatabaseError as exc:
             self._database_trouble(exc)
             return set()
 
@@ -201,7 +200,7 @@ class ShardWorker:
                         return
                     if not self._send_next(shard, epoch, customer_id):
                         return
-            except (OperationalError, InterfaceError) as exc:
+            except DatabaseError as exc:
                 self._database_trouble(exc)
                 return
 
@@ -271,12 +270,15 @@ class ShardWorker:
             )
             try:
                 trade_settle(report=report)
-            except (OperationalError, InterfaceError) as exc:
+            except DatabaseError as exc:
                 self._database_trouble(exc)
                 self._refused.put((order, reason))
                 return
 
     def _database_trouble(self, exc: Exception) -> None:
+        """Any database error ends this unit of work, never the worker: the session may
+        have been ended under us (a restart, the idle-in-transaction timeout after a
+        freeze, a deposition), so start again on a new one after a short pause."""
         logger.warning("event=database_error worker=%s error=%r", self.name, exc)
         connection.close()
         self._stop.wait(0.2)

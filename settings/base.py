@@ -81,6 +81,10 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+# How this process's sessions show in pg_stat_activity (a URL's ?application_name= wins).
+DATABASES["default"]["OPTIONS"].setdefault(
+    "application_name", env("DB_APPLICATION_NAME", default="brokerage")
+)
 # A process frozen in the middle of a transaction (SIGSTOP, a VM pause) would hold its
 # customer's row locks for as long as it stays frozen; the server ends such sessions.
 # Our transactions never wait on the client for anything near this long.
@@ -189,7 +193,7 @@ WORKER_POLL_INTERVAL = env.float("WORKER_POLL_INTERVAL", default=1.0)
 WORKER_LOCK_RETRY_INTERVAL = env.float("WORKER_LOCK_RETRY_INTERVAL", default=0.25)
 # A leader whose heartbeat is older than this is deposed by a standby (its lock session is
 # ended); fencing makes that safe even if it was only slow.
-WORKER_LEASE_TIMEOUT = env.float("WORKER_LEASE_TIMEOUT", default=5.0)
+WORKER_LEASE_TIMEOUT = env.float("WORKER_LEASE_TIMEOUT", default=3.0)
 # A quote this young is reused for the buying-power check (0 = always ask the exchange).
 QUOTE_MAX_AGE = env.float("QUOTE_MAX_AGE", default=1.0)
 NOTIFY_COALESCE_SECONDS = env.float("NOTIFY_COALESCE_SECONDS", default=0.005)

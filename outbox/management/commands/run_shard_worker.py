@@ -5,6 +5,7 @@ import socket
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from outbox.connections import name_django_connection
 from outbox.worker import ShardWorker
 
 
@@ -47,6 +48,8 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"--shards: {exc}") from None
         name = options["name"] or f"{socket.gethostname()}:{os.getpid()}"
+        # A standby deposing this worker, should it freeze, ends this session by its name.
+        name_django_connection(f"worker {name}")
         worker = ShardWorker(
             shards=shards,
             name=name,

@@ -7,8 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import connection
-from django.db.utils import InterfaceError, OperationalError
+from django.db import DatabaseError, connection
 
 from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
 from outbox.worker import exchange_client_factory
@@ -56,8 +55,8 @@ class Command(BaseCommand):
                 in_flight_deadline=timedelta(seconds=settings.REAPER_IN_FLIGHT_DEADLINE),
                 outbox_stale=timedelta(seconds=settings.REAPER_OUTBOX_STALE_SECONDS),
             )
-        except (OperationalError, InterfaceError) as exc:
-            logger.warning("event=database_error reaper error=%r", exc)
+        except DatabaseError as exc:
+            logger.warning("event=database_error reaper error=%r", exc)  # retried next pass
             connection.close()
             return
         if report.found_work() or report.errors:
