@@ -2,7 +2,11 @@
 
 Only failed attempts touch the shared counter (a Postgres-backed cache), so a valid
 token costs nothing extra; past AUTH_FAILURE_LIMIT failures from one client within
-AUTH_FAILURE_WINDOW seconds, further failures are a 429 instead of a 401."""
+AUTH_FAILURE_WINDOW seconds, further failures are a 429 instead of a 401. A correct token
+still works for a throttled client: checking the counter first would cost every request a
+query, and a 160-bit random token cannot be found by guessing anyway; the throttle is
+there to stop the load. Clients are told apart by address (NUM_PROXIES: how many
+trusted proxies add X-Forwarded-For)."""
 
 from __future__ import annotations
 

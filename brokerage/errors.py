@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -43,7 +43,8 @@ class RateLimited(BrokerageError):
         self.retry_after = retry_after
 
 
-_CODES: dict[type[exceptions.APIException], str] = {
+_CODES: dict[type[Exception], str] = {
+    Http404: "not_found",
     exceptions.ParseError: "malformed_request",
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.NotAuthenticated: "not_authenticated",

@@ -49,9 +49,20 @@ def database_url(alias: str = "default") -> str:
 
 
 class Stack:
-    def __init__(self, log_dir: Path, *, database_url: str, shard_count: int, **env: str) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        database_url: str,
+        shard_count: int,
+        separate_callbacks: bool = False,
+        **env: str,
+    ) -> None:
+        """`separate_callbacks`: the exchange calls back a gunicorn of its own
+        (`start_callbacks`), so that fills never queue behind customers' requests."""
         self.log_dir = log_dir
         self.web_port = free_port()
+        self.callbacks_port = free_port() if separate_callbacks else self.web_port
         self.exchange_port = free_port()
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.exchange_url = f"http://127.0.0.1:{self.exchange_port}"
@@ -64,7 +75,7 @@ class Stack:
             "SHARD_COUNT": str(shard_count),
             "EXCHANGE_URL": self.exchange_url,
             "EXCHANGE_WEBHOOK_SECRET": self.secret,
-            "CALLBACK_URL": f"{self.web_url}/exchange/callback/",
+            "CALLBACK_URL": f"http://127.0.0.1:{self.callbacks_port}/exchange/callback/",
             "WORKER_POLL_INTERVAL": "0.5",
             "REAPER_IN_FLIGHT_DEADLINE": "3",
             "REAPER_PLACED_STALE_SECONDS": "2",
@@ -111,15 +122,23 @@ class Stack:
         )
 
     def start_web(self, workers: int = 2, *extra: str) -> None:
+        self._start_gunicorn("web", self.web_port, workers, *extra)
+
+    def start_callbacks(self, workers: int = 2, *extra: str) -> None:
+        """The exchange's callback endpoint on a gunicorn of its own (see __init__)."""
+        assert self.callbacks_port != self.web_port, "Stack(separate_callbacks=True) first"
+        self._start_gunicorn("callbacks", self.callbacks_port, workers, *extra)
+
+    def _start_gunicorn(self, name: str, port: int, workers: int, *extra: str) -> None:
         self._spawn(
-            "web",
+            name,
             [
                 sys.executable,
                 "-m",
                 "gunicorn",
                 "brokerage.wsgi",
                 "--bind",
-                f"127.0.0.1:{self.web_port}",
+                f"127.0.0.1:{port}",
                 "--workers",
                 str(workers),
                 "--log-level",
@@ -127,7 +146,7 @@ class Stack:
                 *extra,
             ],
         )
-        wait_for(lambda: self._answers(f"{self.web_url}/healthz"), timeout=20, what="gunicorn")
+        wait_for(lambda: self._answers(f"http://127.0.0.1:{port}/healthz"), timeout=20, what=name)
 
     def start_worker(self, name: str, shards: str = "all", **env: str) -> None:
         self._spawn(

@@ -42,7 +42,13 @@ def dedicated_connection(
     )
 
 
-def name_django_connection(application_name: str, alias: str = "default") -> None:
-    """Name this process's Django sessions (reconnects included) in pg_stat_activity."""
-    connections[alias].settings_dict["OPTIONS"]["application_name"] = application_name[:63]
+def configure_django_sessions(
+    application_name: str, *, lock_timeout: str | None = None, alias: str = "default"
+) -> None:
+    """Name this process's Django sessions (reconnects included) in pg_stat_activity, and
+    optionally bound how long any statement may wait for a lock."""
+    options = connections[alias].settings_dict["OPTIONS"]
+    options["application_name"] = application_name[:63]
+    if lock_timeout:
+        options["options"] = f"{options.get('options', '')} -c lock_timeout={lock_timeout}"
     connections[alias].close()

@@ -49,7 +49,7 @@ WITH frozen AS (
 )
 SELECT frozen.shard, frozen.holder, pg_terminate_backend(a.pid)
 FROM frozen JOIN pg_stat_activity a
-  ON a.pid = frozen.holder_pid OR a.application_name = 'worker ' || frozen.holder
+  ON a.pid = frozen.holder_pid OR a.application_name = left('worker ' || frozen.holder, 63)
 """
 
 

@@ -28,6 +28,7 @@ from trades.exchange_client import (
     ExchangeError,
     ExchangeRejectedRequest,
     OrderRequest,
+    UnknownTicker,
 )
 from trades.execution import QuoteNeeded, rejected_report, trade_send_next, trade_settle
 
@@ -48,6 +49,12 @@ def exchange_client_factory() -> ExchangeClient:
     )
 
 
+def quote_client_factory() -> ExchangeClient:
+    return ExchangeClient(
+        base_url=settings.EXCHANGE_URL, connect_timeout=0.5, read_timeout=1.0, retries=0
+    )
+
+
 class QuoteBook:
     """Recent quotes by ticker. A quote younger than `max_age` is reused: the collar, not
     the quote's age, is what guarantees a fill never costs more than its hold."""
@@ -57,7 +64,7 @@ class QuoteBook:
         self.max_age = max_age
         self._quotes: dict[str, tuple[float, Decimal]] = {}
 
-    def fresh(self) -> dict[str, Decimal]:
+    def fresh(self) -> dict[str, Decimal | None]:
         oldest = time.monotonic() - self.max_age
         return {t: price for t, (at, price) in self._quotes.items() if at >= oldest}
 
@@ -91,7 +98,8 @@ class ShardWorker:
         )
         self._next_locks = 0.0
         self._make_client = make_exchange_client
-        self.quotes = QuoteBook(make_exchange_client(), quote_max_age)
+        # Quotes are asked for on the main loop: fail fast rather than outlast the lease.
+        self.quotes = QuoteBook(quote_client_factory(), quote_max_age)
         self._submitters = ThreadPoolExecutor(submit_threads, thread_name_prefix="submit")
         self._local = threading.local()
         self._refused: queue.SimpleQueue[tuple[OrderRequest, str]] = queue.SimpleQueue()
@@ -206,7 +214,7 @@ class ShardWorker:
 
     def _send_next(self, shard: int, epoch: int, customer_id: int) -> bool:
         """Move one customer's next trade; False if the shard should not be drained further."""
-        quotes = self.quotes.fresh()
+        quotes: dict[str, Decimal | None] = dict(self.quotes.fresh())
         for _ in range(3):
             try:
                 order = trade_send_next(
@@ -216,6 +224,8 @@ class ShardWorker:
             except QuoteNeeded as need:
                 try:
                     quotes[need.ticker] = self.quotes.fetch(need.ticker)
+                except UnknownTicker:
+                    quotes[need.ticker] = None  # the trade is rejected, the queue moves on
                 except ExchangeError as exc:
                     logger.warning("event=quote_failed ticker=%s error=%r", need.ticker, exc)
                     self._backoff_until[shard] = time.monotonic() + 1.0

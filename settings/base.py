@@ -144,6 +144,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "brokerage.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Trusted proxies in front of the web; 0: the peer address identifies the client.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 
 SPECTACULAR_SETTINGS = {

@@ -1,6 +1,6 @@
 """Sending a customer's next trade to the exchange, and settling what the exchange reports.
 
-Lock order, as everywhere: the customer's account row, then position, then trade.
+Lock order, as everywhere: the customer's account row, then the trade row, then position.
 Each function is one transaction and says what it locks and commits."""
 
 from __future__ import annotations
@@ -20,13 +20,20 @@ from outbox.fencing import fence_check
 from outbox.services import outbox_enqueue
 from trades.exchange_client import OrderRequest, OrderState
 from trades.models import Trade
-from trades.pricing import buy_hold, buy_limit_price, sell_limit_price, trade_value
+from trades.pricing import (
+    PRICE_TICK,
+    buy_hold,
+    buy_limit_price,
+    sell_limit_price,
+    trade_value,
+)
 from trades.services import account_lock
 
 logger = logging.getLogger("trades.execution")
 
 INSUFFICIENT_FUNDS = "insufficient funds"
 INSUFFICIENT_SHARES = "insufficient shares"
+NOT_LISTED = "not traded at the exchange"
 
 _OLDEST_OPEN_SQL = """
 SELECT id, status, ticker, side, quantity, seq FROM trades_trade
@@ -92,7 +99,7 @@ def log_transition(
 
 
 def trade_send_next(
-    *, shard: int, epoch: int, customer_id: int, quotes: Mapping[str, Decimal]
+    *, shard: int, epoch: int, customer_id: int, quotes: Mapping[str, Decimal | None]
 ) -> OrderRequest | None:
     """Take the customer's outbox rows and move their next trade towards the exchange.
 
@@ -102,7 +109,8 @@ def trade_send_next(
     is held for (cash: quantity × quote × (1 + collar); shares: the quantity) and marked
     `in_progress`, or rejected if the customer is short, in which case the customer gets a
     fresh outbox row so their next trade follows. Returns the order to submit after the
-    commit, or None. Raises QuoteNeeded (rolling back) if `quotes` lacks the ticker.
+    commit, or None. Raises QuoteNeeded (rolling back) if `quotes` lacks the ticker; a
+    ticker quoted as None (the exchange does not list it) is rejected.
     """
     with transaction.atomic():
         fence_check(shard=shard, epoch=epoch)
@@ -115,19 +123,21 @@ def trade_send_next(
         nxt = customer_next_open_trade(customer_id=customer_id, lock=True)
         if nxt is None or nxt.status == Trade.Status.IN_PROGRESS:
             return None
-        quote = quotes.get(nxt.ticker)
-        if quote is None:
+        if nxt.ticker not in quotes:
             raise QuoteNeeded(nxt.ticker)
+        quote = quotes[nxt.ticker]
         collar = settings.PRICE_COLLAR
         now = timezone.now()
-        if nxt.side == Trade.Side.BUY:
+        hold = limit = None
+        if quote is None:
+            held, shortfall = False, NOT_LISTED
+        elif nxt.side == Trade.Side.BUY:
             limit = buy_limit_price(quote=quote, collar=collar)
             hold = buy_hold(quantity=nxt.quantity, limit_price=limit)
             held = balances.cash_hold(customer_id=customer_id, amount=hold)
             shortfall = INSUFFICIENT_FUNDS
         else:
             limit = sell_limit_price(quote=quote, collar=collar)
-            hold = None
             held = balances.shares_hold(
                 customer_id=customer_id, ticker=nxt.ticker, quantity=nxt.quantity
             )
@@ -183,7 +193,7 @@ def _check_report(trade: Trade, report: OrderState) -> None:
     if report.status != Trade.Status.FILLED:
         return
     price = report.fill_price
-    if price is None or price <= 0 or report.executed_at is None:
+    if price is None or price <= 0 or price != price.quantize(PRICE_TICK) or not report.executed_at:
         raise ReportMismatch(f"trade {trade.id}: a fill needs a positive price and a time")
     too_high = trade.side == Trade.Side.BUY and price > trade.limit_price
     too_low = trade.side == Trade.Side.SELL and price < trade.limit_price

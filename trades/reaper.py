@@ -13,7 +13,12 @@ from django.utils import timezone
 
 from outbox.notify import shard_waker
 from outbox.services import outbox_enqueue
-from trades.exchange_client import ExchangeClient, ExchangeError, ExchangeRejectedRequest
+from trades.exchange_client import (
+    ExchangeClient,
+    ExchangeError,
+    ExchangeRejectedRequest,
+    ExchangeUnavailable,
+)
 from trades.execution import (
     ReportMismatch,
     SettleOutcome,
@@ -81,6 +86,9 @@ def reap_trades_in_flight(
         try:
             state = client.get_order(str(trade.id))
             if state is None:
+                # Settled meanwhile (e.g. the exchange refused the order outright)?
+                if not Trade.objects.filter(id=trade.id, status=Trade.Status.IN_PROGRESS).exists():
+                    continue
                 request = order_request_for(trade)
                 try:
                     client.submit_order(request)
@@ -105,6 +113,10 @@ def reap_trades_in_flight(
                 )
             else:
                 report.still_open += 1
+        except ExchangeUnavailable as exc:
+            report.errors.append(f"exchange unavailable: {exc!r}")
+            logger.warning("event=reaper_exchange_unavailable error=%r", exc)
+            return  # one pass must not spend minutes timing out trade after trade
         except (ExchangeError, ReportMismatch) as exc:
             report.errors.append(f"trade {trade.id}: {exc!r}")
             logger.warning("event=reaper_error trade=%s error=%r", trade.id, exc)

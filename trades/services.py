@@ -2,13 +2,14 @@
 
 Sending to the exchange and settling are in trades.execution.
 
-Lock order, everywhere: the customer's account row, then their position row, then the
-trade row. Every function here that writes is one transaction."""
+Lock order, everywhere: the customer's account row, then the trade row, then their
+position row. Every function here that writes is one transaction."""
 
 from __future__ import annotations
 
 import logging
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from django.utils import timezone
 from brokerage.errors import BrokerageError, Conflict, NotFound, RateLimited
 from outbox.notify import shard_waker
 from trades.models import Trade
+from trades.placement_sql import PLACE_TRADE_SQL
 
 logger = logging.getLogger("trades.services")
 
@@ -27,41 +29,6 @@ NOT_CANCELLABLE = "Only a placed trade can be cancelled; this one is {status}."
 TRADE_NOT_FOUND = "No such trade."
 RATE_LIMITED = "Too many orders; try again in {wait} s."
 
-# The whole placement in one statement, and so one round trip and one transaction: lock
-# the customer's account row while taking their next sequence number and a token from
-# their rate-limit bucket, insert the trade and the outbox row. It writes nothing when the
-# customer has no account, is over their rate limit, or already used the client_order_id
-# (a concurrent twin with the same key fails the unique index instead).
-_PLACE_SQL = """
-WITH account AS (
-    UPDATE balances_account SET
-        last_trade_seq = last_trade_seq + 1,
-        rate_tokens = LEAST(
-            %(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s
-        ) - 1,
-        rate_updated_at = now()
-    WHERE customer_id = %(customer_id)s
-      AND LEAST(
-            %(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s
-          ) >= 1
-      AND NOT EXISTS (
-            SELECT 1 FROM trades_trade
-            WHERE customer_id = %(customer_id)s AND client_order_id = %(client_order_id)s
-          )
-    RETURNING customer_id, last_trade_seq, shard
-), trade AS (
-    INSERT INTO trades_trade
-        (customer_id, seq, ticker, side, quantity, status, client_order_id, created_at)
-    SELECT customer_id, last_trade_seq, %(ticker)s, %(side)s, %(quantity)s, 'placed',
-           %(client_order_id)s, clock_timestamp()
-    FROM account
-    RETURNING id, seq, created_at
-), outbox AS (
-    INSERT INTO outbox_outboxmessage (shard, customer_id, created_at)
-    SELECT shard, customer_id, clock_timestamp() FROM account
-)
-SELECT trade.id, trade.seq, trade.created_at, account.shard FROM trade, account
-"""
 # Why nothing was written: the account's bucket as of now, if there is an account.
 _REFUSAL_SQL = """
 SELECT LEAST(%(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s)
@@ -112,9 +79,11 @@ def trade_place(
         "rate": settings.PLACE_TRADE_RATE,
         "burst": settings.PLACE_TRADE_BURST,
     }
+    # One statement is its own transaction; a savepoint only inside a caller's transaction.
+    atomic = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_PLACE_SQL, params)
+        with atomic, connection.cursor() as cursor:
+            cursor.execute(PLACE_TRADE_SQL, params)
             row = cursor.fetchone()
     except IntegrityError as exc:
         if _violated_constraint(exc) != "trade_customer_client_order_id":

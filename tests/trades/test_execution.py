@@ -12,6 +12,7 @@ from trades.audit import audit
 from trades.execution import (
     INSUFFICIENT_FUNDS,
     INSUFFICIENT_SHARES,
+    NOT_LISTED,
     QuoteNeeded,
     ReportMismatch,
     SettleOutcome,
@@ -210,3 +211,23 @@ class TestSettle:
         trade, _ = place_and_send(customer.id, side="sell", quantity=1, quote="100.00")
         with pytest.raises(ReportMismatch):
             trade_settle(report=report_for(trade, fill_price=Decimal("94.9999")))
+
+
+class TestExchangeDoesNotListTheTicker:
+    def test_the_trade_is_rejected_and_the_queue_moves_on(self, customer):
+        trade = trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
+        shard, epoch = lead_shard_of(customer.id)
+
+        order = trade_send_next(
+            shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": None}
+        )
+
+        assert order is None
+        assert Trade.objects.get(id=trade.id).reason == NOT_LISTED
+        assert OutboxMessage.objects.filter(customer_id=customer.id).count() == 1
+        assert_invariants_hold()
+
+    def test_a_fill_price_finer_than_the_tick_is_refused(self, customer):
+        trade, _ = place_and_send(customer.id, quantity=1)
+        with pytest.raises(ReportMismatch):
+            trade_settle(report=report_for(trade, fill_price=Decimal("100.00005")))

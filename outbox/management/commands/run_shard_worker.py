@@ -5,7 +5,7 @@ import socket
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from outbox.connections import name_django_connection
+from outbox.connections import configure_django_sessions
 from outbox.worker import ShardWorker
 
 
@@ -48,8 +48,9 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"--shards: {exc}") from None
         name = options["name"] or f"{socket.gethostname()}:{os.getpid()}"
-        # A standby deposing this worker, should it freeze, ends this session by its name.
-        name_django_connection(f"worker {name}")
+        # A standby deposing this worker, should it freeze, ends this session by its name;
+        # a lock held elsewhere must not keep this leader from its heartbeat for long.
+        configure_django_sessions(f"worker {name}", lock_timeout="2s")
         worker = ShardWorker(
             shards=shards,
             name=name,

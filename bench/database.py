@@ -1,0 +1,84 @@
+"""The bench database: where it lives, recreating and migrating it, auditing it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from brokerage import embedded_postgres
+from brokerage.stack import REPO_ROOT
+
+LOADED_MARK = "brokerage bench: customers={customers} trades={trades}"
+
+
+def bench_urls(name: str) -> tuple[str, str]:
+    """(maintenance URL, bench URL): DATABASE_URL's server if set, else the embedded one."""
+    base = os.environ.get("DATABASE_URL")
+    if not base:
+        base = embedded_postgres.ensure_running()
+    parts = urlsplit(base)
+    if name in (parts.path.lstrip("/"), "postgres", "template0", "template1"):
+        raise SystemExit(f"refusing to use (and drop) database {name!r} for the benchmark")
+    bench = urlunsplit(parts._replace(path=f"/{name}"))
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    return maintenance, bench
+
+
+def loaded_mark(maintenance_url: str, name: str) -> str | None:
+    """The comment a finished load leaves on the database, or None if it never finished."""
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def mark_loaded(maintenance_url: str, name: str, *, customers: int, trades: int) -> None:
+    """Record on the database itself that a load of this size finished in it."""
+    mark = LOADED_MARK.format(customers=customers, trades=trades)
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), mark))
+
+
+def recreate(maintenance_url: str, name: str) -> None:
+    """Drop (disconnecting anyone left from an earlier run) and create the database."""
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def manage(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `manage.py` against the bench database."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DEBUG": "true",
+        "DJANGO_SETTINGS_MODULE": "settings.base",
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        check=check,
+        capture_output=True,
+        text=True,
+    )
+
+
+def migrate(url: str) -> None:
+    """`manage.py migrate` on the bench database."""
+    manage(url, "migrate", "--noinput")
+
+
+def audit(url: str, *, quiescent: bool) -> tuple[bool, str]:
+    """`manage.py audit`: (every invariant holds, its report)."""
+    result = manage(url, "audit", *(["--quiescent"] if quiescent else []), check=False)
+    return result.returncode == 0, (result.stdout + result.stderr).strip()
