@@ -26,7 +26,9 @@ def main() -> int:
         env["DATABASE_URL"] = embedded_postgres.ensure_running()
     port = env.get("PORT", "8000")
     env["WEB_PORT"] = port
-    env.setdefault("CALLBACK_URL", f"http://127.0.0.1:{port}/exchange/callback/")
+    # The exchange's callbacks get a gunicorn of their own: fills never wait behind orders.
+    env.setdefault("CALLBACK_PORT", str(int(port) + 1))
+    env.setdefault("CALLBACK_URL", f"http://127.0.0.1:{env['CALLBACK_PORT']}/exchange/callback/")
     env.setdefault("EXCHANGE_PORT", "9000")
     env.setdefault("EXCHANGE_URL", f"http://127.0.0.1:{env['EXCHANGE_PORT']}")
     # A fresh callback secret per run, shared by the simulator (signs) and us (verifies).
