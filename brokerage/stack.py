@@ -96,7 +96,9 @@ class Stack:
                 env={"DB_APPLICATION_NAME": name, **self.env, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                # Its own process group (for killpg) but our session: the kernel's autogroup
+                # scheduler would otherwise give each new session an equal CPU share.
+                process_group=0,
             )
         self.procs[name] = proc
         return proc
