@@ -11,14 +11,33 @@ trusted proxies add X-Forwarded-For)."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import caches
+from django.db import connection
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+_USER_BY_TOKEN_SQL = """
+SELECT u.id, u.is_active FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id
+WHERE t.key = %s
+"""
+
 
 class ThrottledTokenAuthentication(TokenAuthentication):
+    def authenticate_credentials(self, key: str):
+        """DRF's check as one plain statement: compiling the ORM's select_related query
+        cost a millisecond of CPU on every request. The user's other fields load lazily."""
+        with connection.cursor() as cursor:
+            cursor.execute(_USER_BY_TOKEN_SQL, [key])
+            row = cursor.fetchone()
+        if row is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        if not row[1]:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        return get_user_model().from_db(connection.alias, ["id", "is_active"], row), key
+
     def authenticate(self, request: Request):
         try:
             return super().authenticate(request)
