@@ -1,22 +1,21 @@
-"""Fencing: a shard leader's writes take effect only while its epoch is the shard's epoch."""
+"""Fencing: a shard leader's writes take effect only while its epoch is the shard's epoch.
+
+Every transaction a leader makes share-locks its shard's lease row (`FOR SHARE`) and
+checks the epoch there. A new leader bumps the epoch with an UPDATE, which waits for that
+share lock; so either the old leader's transaction commits before the takeover, or it
+sees the new epoch and rolls back. A deposed leader can never commit after it was
+replaced."""
 
 from __future__ import annotations
 
-from django.db import connection
+# The epoch, share-locked: embed in a leader's statement as a scalar subquery.
+LEASE_EPOCH_SQL = "(SELECT epoch FROM outbox_shardlease WHERE shard = %(shard)s FOR SHARE)"
 
 
 class StaleLeader(Exception):
     """This process no longer leads the shard; its transaction must not commit."""
 
 
-def fence_check(*, shard: int, epoch: int) -> None:
-    """Inside the caller's transaction: share-lock the shard's lease row and check the epoch.
-
-    A new leader bumps the epoch with an UPDATE, which waits for this share lock; so
-    either this transaction commits before the takeover, or it sees the new epoch and
-    raises StaleLeader. A deposed leader can never commit after it was replaced."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT epoch FROM outbox_shardlease WHERE shard = %s FOR SHARE", [shard])
-        row = cursor.fetchone()
-    if row is None or row[0] != epoch:
-        raise StaleLeader(f"shard {shard}: epoch {epoch} is no longer current ({row and row[0]})")
+def check_epoch(*, shard: int, mine: int, current: int | None) -> None:
+    if current != mine:
+        raise StaleLeader(f"shard {shard}: epoch {mine} is no longer current ({current})")

@@ -16,7 +16,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from balances import services as balances
-from outbox.fencing import fence_check
+from brokerage.errors import BrokerageError
+from outbox.fencing import LEASE_EPOCH_SQL, check_epoch
 from outbox.services import outbox_enqueue
 from trades.exchange_client import OrderRequest, OrderState
 from trades.models import Trade
@@ -27,7 +28,7 @@ from trades.pricing import (
     sell_limit_price,
     trade_value,
 )
-from trades.services import account_lock
+from trades.services import NO_ACCOUNT, account_lock
 
 logger = logging.getLogger("trades.execution")
 
@@ -39,6 +40,19 @@ _OLDEST_OPEN_SQL = """
 SELECT id, status, ticker, side, quantity, seq FROM trades_trade
 WHERE customer_id = %s AND status IN ('placed', 'in_progress')
 ORDER BY seq LIMIT 1
+"""
+
+
+# One round trip for the start of a leader's transaction: take the customer's outbox rows,
+# share-lock the lease row and read the epoch (see outbox.fencing), lock the account row.
+# A stale epoch rolls all of it back.
+_TAKE_CUSTOMER_SQL = f"""
+WITH taken AS (
+    DELETE FROM outbox_outboxmessage
+    WHERE shard = %(shard)s AND customer_id = %(customer_id)s
+)
+SELECT {LEASE_EPOCH_SQL}, a.shard FROM balances_account a
+WHERE a.customer_id = %(customer_id)s FOR UPDATE OF a
 """
 
 
@@ -113,13 +127,12 @@ def trade_send_next(
     ticker quoted as None (the exchange does not list it) is rejected.
     """
     with transaction.atomic():
-        fence_check(shard=shard, epoch=epoch)
         with connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM outbox_outboxmessage WHERE shard = %s AND customer_id = %s",
-                [shard, customer_id],
-            )
-        account_lock(customer_id=customer_id)
+            cursor.execute(_TAKE_CUSTOMER_SQL, {"shard": shard, "customer_id": customer_id})
+            row = cursor.fetchone()
+        if row is None:
+            raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
+        check_epoch(shard=shard, mine=epoch, current=row[0])
         nxt = customer_next_open_trade(customer_id=customer_id, lock=True)
         if nxt is None or nxt.status == Trade.Status.IN_PROGRESS:
             return None
