@@ -28,7 +28,7 @@ from trades.pricing import (
     sell_limit_price,
     trade_value,
 )
-from trades.services import NO_ACCOUNT, account_lock
+from trades.services import NO_ACCOUNT
 
 logger = logging.getLogger("trades.execution")
 
@@ -202,6 +202,13 @@ _LOCK_TRADE_SQL = (
 )
 
 
+# The customer lock, found from the trade (whose customer never changes).
+_LOCK_ACCOUNT_OF_TRADE_SQL = """
+SELECT customer_id, shard FROM balances_account
+WHERE customer_id = (SELECT customer_id FROM trades_trade WHERE id = %s) FOR UPDATE
+"""
+
+
 def _lock_trade(trade_id: int) -> Trade:
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_TRADE_SQL, [trade_id])
@@ -269,14 +276,15 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
         trade_id = int(report.client_order_id)
     except ValueError:
         return SettleOutcome.UNKNOWN_TRADE
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT customer_id FROM trades_trade WHERE id = %s", [trade_id])
-        row = cursor.fetchone()
-    if row is None:
+    if not -(2**63) <= trade_id < 2**63:
         return SettleOutcome.UNKNOWN_TRADE
-    customer_id = row[0]
     with transaction.atomic():
-        shard = account_lock(customer_id=customer_id)
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_ACCOUNT_OF_TRADE_SQL, [trade_id])
+            row = cursor.fetchone()
+        if row is None:
+            return SettleOutcome.UNKNOWN_TRADE
+        customer_id, shard = row
         trade = _lock_trade(trade_id)
         if trade.status != Trade.Status.IN_PROGRESS:
             return SettleOutcome.ALREADY_FINAL
