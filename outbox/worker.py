@@ -38,6 +38,15 @@ _CUSTOMERS_WITH_WORK_SQL = """
 SELECT customer_id FROM outbox_outboxmessage WHERE shard = %s
 GROUP BY customer_id ORDER BY min(id) LIMIT %s
 """
+CUSTOMER_SET_ASIDE_SECONDS = 5.0
+
+
+def _session_lost() -> bool:
+    """Whether Django's session itself is gone (restart, termination), not just a statement."""
+    conn = connection.connection
+    return conn is None or conn.closed or conn.broken
+
+
 _SHARDS_WITH_WORK_SQL = "SELECT DISTINCT shard FROM outbox_outboxmessage WHERE shard = ANY(%s)"
 
 
@@ -107,6 +116,8 @@ class ShardWorker:
         self._listener: psycopg.Connection | None = None
         # Shards whose exchange calls failed: left alone until this monotonic time.
         self._backoff_until: dict[int, float] = {}
+        # Customers whose transaction failed on its own (not the session): likewise.
+        self._set_aside: dict[int, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -199,18 +210,37 @@ class ShardWorker:
             try:
                 with connection.cursor() as cursor:
                     cursor.execute(_CUSTOMERS_WITH_WORK_SQL, [shard, self.batch_size])
-                    customers = [row[0] for row in cursor.fetchall()]
+                    waiting = [row[0] for row in cursor.fetchall()]
+                now = time.monotonic()
+                customers = [c for c in waiting if self._set_aside.get(c, 0.0) <= now]
                 if not customers:
-                    return
+                    return  # nothing, or only customers set aside: the poll comes back
                 for customer_id in customers:
                     self._maintain_leadership_if_due()
                     if self.leadership.epoch(shard) != epoch:
                         return
-                    if not self._send_next(shard, epoch, customer_id):
-                        return
+                    try:
+                        if not self._send_next(shard, epoch, customer_id):
+                            return
+                    except DatabaseError as exc:
+                        if _session_lost():
+                            raise
+                        self._set_customer_aside(customer_id, exc)
             except DatabaseError as exc:
                 self._database_trouble(exc)
                 return
+
+    def _set_customer_aside(self, customer_id: int, exc: Exception) -> None:
+        """One customer's work keeps failing (a bug, bad data): leave them for a while
+        rather than hold up every other customer of the shard behind them."""
+        logger.error(
+            "event=customer_set_aside worker=%s customer=%s seconds=%s error=%r",
+            self.name,
+            customer_id,
+            CUSTOMER_SET_ASIDE_SECONDS,
+            exc,
+        )
+        self._set_aside[customer_id] = time.monotonic() + CUSTOMER_SET_ASIDE_SECONDS
 
     def _send_next(self, shard: int, epoch: int, customer_id: int) -> bool:
         """Move one customer's next trade; False if the shard should not be drained further."""

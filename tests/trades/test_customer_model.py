@@ -1,7 +1,7 @@
 """A stateful model of one customer, checked against the real services and database
 after every step: place, cancel, send, fill, reject and duplicate reports, in any order."""
 
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -72,7 +72,7 @@ class CustomerModel(RuleBasedStateMachine):
         if trade.side == "buy":
             price = (trade.limit_price * fraction).quantize(Decimal("0.0001"), ROUND_FLOOR)
         else:
-            price = trade.limit_price * (2 - fraction)
+            price = (trade.limit_price * (2 - fraction)).quantize(Decimal("0.0001"), ROUND_CEILING)
         price = max(price, Decimal("0.0001"))
         report = report_for(trade, price=str(price))
         assert trade_settle(report=report) is SettleOutcome.SETTLED

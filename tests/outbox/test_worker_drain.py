@@ -1,0 +1,41 @@
+import pytest
+from django.db import DataError
+
+from outbox import worker as worker_module
+from outbox.models import OutboxMessage
+from outbox.worker import ShardWorker
+
+
+@pytest.fixture
+def worker():
+    worker = ShardWorker(
+        shards=[3], name="test", poll_interval=1, lock_retry_interval=1, quote_max_age=1
+    )
+    worker.leadership.held = {3: 1}  # as if it led shard 3 with epoch 1
+    worker._next_locks = float("inf")  # and no lock checks during the test
+    yield worker
+    worker._submitters.shutdown()
+
+
+@pytest.mark.django_db
+def test_a_customer_whose_work_fails_is_set_aside_and_the_rest_of_the_shard_goes_on(
+    worker, monkeypatch
+):
+    OutboxMessage.objects.create(shard=3, customer_id=1001)
+    OutboxMessage.objects.create(shard=3, customer_id=1002)
+    calls = []
+
+    def send_next(*, shard, epoch, customer_id, quotes):
+        calls.append(customer_id)
+        if customer_id == 1001:
+            raise DataError("a poisoned customer")
+        OutboxMessage.objects.filter(customer_id=customer_id).delete()
+
+    monkeypatch.setattr(worker_module, "trade_send_next", send_next)
+
+    worker._drain(3)
+    assert calls == [1001, 1002]
+    assert 1001 in worker._set_aside
+
+    worker._drain(3)  # the poisoned customer waits out its time; nothing else to do
+    assert calls == [1001, 1002]
