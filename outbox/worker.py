@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -64,23 +64,35 @@ def quote_client_factory() -> ExchangeClient:
     )
 
 
-class QuoteBook:
-    """Recent quotes by ticker. A quote younger than `max_age` is reused: the collar, not
-    the quote's age, is what guarantees a fill never costs more than its hold."""
+class QuoteBook(Mapping[str, Decimal | None]):
+    """Quotes younger than `max_age`, by ticker (None: the exchange does not list it). A
+    recent quote is reused: the collar, not the quote's age, is what guarantees a fill
+    never costs more than its hold."""
 
     def __init__(self, client: ExchangeClient, max_age: float) -> None:
         self.client = client
         self.max_age = max_age
-        self._quotes: dict[str, tuple[float, Decimal]] = {}
+        self._quotes: dict[str, tuple[float, Decimal | None]] = {}
 
-    def fresh(self) -> dict[str, Decimal | None]:
-        oldest = time.monotonic() - self.max_age
-        return {t: price for t, (at, price) in self._quotes.items() if at >= oldest}
-
-    def fetch(self, ticker: str) -> Decimal:
-        price = self.client.quote(ticker).price
-        self._quotes[ticker] = (time.monotonic(), price)
+    def __getitem__(self, ticker: str) -> Decimal | None:
+        at, price = self._quotes[ticker]
+        if at < time.monotonic() - self.max_age:
+            raise KeyError(ticker)
         return price
+
+    def __iter__(self) -> Iterator[str]:
+        return (ticker for ticker in list(self._quotes) if ticker in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def fetch(self, ticker: str) -> None:
+        """Ask the exchange; raises ExchangeError (but not for an unlisted ticker)."""
+        try:
+            price: Decimal | None = self.client.quote(ticker).price
+        except UnknownTicker:
+            price = None  # its trades are rejected, and their customers' queues move on
+        self._quotes[ticker] = (time.monotonic(), price)
 
 
 class ShardWorker:
@@ -244,18 +256,15 @@ class ShardWorker:
 
     def _send_next(self, shard: int, epoch: int, customer_id: int) -> bool:
         """Move one customer's next trade; False if the shard should not be drained further."""
-        quotes: dict[str, Decimal | None] = dict(self.quotes.fresh())
         for _ in range(3):
             try:
                 order = trade_send_next(
-                    shard=shard, epoch=epoch, customer_id=customer_id, quotes=quotes
+                    shard=shard, epoch=epoch, customer_id=customer_id, quotes=self.quotes
                 )
                 break
             except QuoteNeeded as need:
                 try:
-                    quotes[need.ticker] = self.quotes.fetch(need.ticker)
-                except UnknownTicker:
-                    quotes[need.ticker] = None  # the trade is rejected, the queue moves on
+                    self.quotes.fetch(need.ticker)
                 except ExchangeError as exc:
                     logger.warning("event=quote_failed ticker=%s error=%r", need.ticker, exc)
                     self._backoff_until[shard] = time.monotonic() + 1.0

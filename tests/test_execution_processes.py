@@ -62,6 +62,13 @@ def holds_every_shard(name: str) -> bool:
     return sum(1 for holder in leaders().values() if holder == name) == settings.SHARD_COUNT
 
 
+def start_leader_and_standby(stack: Stack, leader: str, standby: str) -> None:
+    """`leader` takes every shard before `standby` starts, so who leads is known."""
+    stack.start_worker(leader)
+    wait_for(lambda: holds_every_shard(leader), timeout=20, what=f"{leader} to take all shards")
+    stack.start_worker(standby)
+
+
 def place_many(stack: Stack, customers, per_customer: int, **body) -> list[requests.Response]:
     """Each customer places `per_customer` trades one after another; customers in parallel."""
 
@@ -147,9 +154,7 @@ def test_duplicate_late_reordered_and_lost_callbacks_settle_exactly_once(stack):
 def test_a_standby_takes_over_when_the_leader_is_killed(stack):
     stack.start_exchange("--fill-delay-ms", "5,20")
     stack.start_web()
-    stack.start_worker("leader")
-    wait_for(lambda: holds_every_shard("leader"), timeout=20, what="the leader to take all shards")
-    stack.start_worker("standby")
+    start_leader_and_standby(stack, "leader", "standby")
     # Trades committed in flight whose submission died with the leader are the reaper's.
     stack.start_reaper()
     customers = [create_customer(cash="100000.00") for _ in range(20)]
@@ -178,9 +183,7 @@ def test_a_standby_takes_over_when_the_leader_is_killed(stack):
 def test_a_leader_whose_lock_session_is_terminated_is_replaced(stack):
     stack.start_exchange("--fill-delay-ms", "5,20")
     stack.start_web()
-    stack.start_worker("first")
-    wait_for(lambda: holds_every_shard("first"), timeout=20, what="the first leader")
-    stack.start_worker("second")
+    start_leader_and_standby(stack, "first", "second")
     customers = [create_customer(cash="100000.00") for _ in range(10)]
     place_many(stack, customers, per_customer=3)
 
@@ -241,9 +244,7 @@ def test_the_reaper_resends_a_trade_the_exchange_never_got(stack):
 
 
 def test_sigterm_gives_the_shards_back_at_once(stack):
-    stack.start_worker("polite")
-    wait_for(lambda: holds_every_shard("polite"), timeout=20, what="the worker to lead")
-    stack.start_worker("next")
+    start_leader_and_standby(stack, "polite", "next")
 
     stack.signal("polite", signal.SIGTERM)
     assert stack.procs["polite"].wait(timeout=15) == 0
@@ -255,9 +256,7 @@ def test_a_frozen_leader_is_deposed_and_fenced_when_it_wakes(stack):
     stack.env["WORKER_LEASE_TIMEOUT"] = "1.5"
     stack.start_exchange("--fill-delay-ms", "5,20")
     stack.start_web()
-    stack.start_worker("frozen")
-    wait_for(lambda: holds_every_shard("frozen"), timeout=20, what="the first leader")
-    stack.start_worker("standby")
+    start_leader_and_standby(stack, "frozen", "standby")
     stack.start_reaper()
     customers = [create_customer(cash="100000.00") for _ in range(10)]
     place_many(stack, customers, per_customer=2)

@@ -39,7 +39,7 @@ NOT_LISTED = "not traded at the exchange"
 _OLDEST_OPEN_SQL = """
 SELECT id, status, ticker, side, quantity, seq FROM trades_trade
 WHERE customer_id = %s AND status IN ('placed', 'in_progress')
-ORDER BY seq LIMIT 1
+ORDER BY seq LIMIT 1 FOR UPDATE
 """
 
 
@@ -74,10 +74,11 @@ class NextTrade:
     seq: int
 
 
-def customer_next_open_trade(*, customer_id: int, lock: bool = False) -> NextTrade | None:
-    """The customer's oldest trade that is not terminal, by their sequence number."""
+def customer_next_open_trade(*, customer_id: int) -> NextTrade | None:
+    """The customer's oldest trade that is not terminal, by their sequence number, row-locked
+    (the caller holds the account lock, in a transaction)."""
     with connection.cursor() as cursor:
-        cursor.execute(_OLDEST_OPEN_SQL + (" FOR UPDATE" if lock else ""), [customer_id])
+        cursor.execute(_OLDEST_OPEN_SQL, [customer_id])
         row = cursor.fetchone()
     return NextTrade(*row) if row else None
 
@@ -133,7 +134,7 @@ def trade_send_next(
         if row is None:
             raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
         check_epoch(shard=shard, mine=epoch, current=row[0])
-        nxt = customer_next_open_trade(customer_id=customer_id, lock=True)
+        nxt = customer_next_open_trade(customer_id=customer_id)
         if nxt is None or nxt.status == Trade.Status.IN_PROGRESS:
             return None
         if nxt.ticker not in quotes:
