@@ -6,18 +6,19 @@ straight at Postgres (no Django) to measure the machine's ceiling."""
 # their rate-limit bucket, insert the trade and the outbox row. It writes nothing when the
 # customer has no account, is over their rate limit, or already used the client_order_id
 # (a concurrent twin with the same key fails the unique index instead).
-PLACE_TRADE_SQL = """
+# The customer's rate-limit bucket as of now: refilled at %(rate)s per second up to %(burst)s.
+TOKENS_NOW = (
+    "LEAST(%(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s)"
+)
+
+PLACE_TRADE_SQL = f"""
 WITH account AS (
     UPDATE balances_account SET
         last_trade_seq = last_trade_seq + 1,
-        rate_tokens = LEAST(
-            %(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s
-        ) - 1,
+        rate_tokens = {TOKENS_NOW} - 1,
         rate_updated_at = now()
     WHERE customer_id = %(customer_id)s
-      AND LEAST(
-            %(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s
-          ) >= 1
+      AND {TOKENS_NOW} >= 1
       AND NOT EXISTS (
             SELECT 1 FROM trades_trade
             WHERE customer_id = %(customer_id)s AND client_order_id = %(client_order_id)s
@@ -35,4 +36,9 @@ WITH account AS (
     SELECT shard, customer_id, clock_timestamp() FROM account
 )
 SELECT trade.id, trade.seq, trade.created_at, account.shard FROM trade, account
+"""
+
+# Why a placement wrote nothing: the account's bucket now, if there is an account.
+REFUSAL_SQL = f"""
+SELECT {TOKENS_NOW} FROM balances_account WHERE customer_id = %(customer_id)s
 """

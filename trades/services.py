@@ -19,7 +19,7 @@ from django.utils import timezone
 from brokerage.errors import BrokerageError, Conflict, NotFound, RateLimited
 from outbox.notify import shard_waker
 from trades.models import Trade
-from trades.placement_sql import PLACE_TRADE_SQL
+from trades.placement_sql import PLACE_TRADE_SQL, REFUSAL_SQL
 
 logger = logging.getLogger("trades.services")
 
@@ -28,12 +28,6 @@ CLIENT_ORDER_ID_REUSED = "client_order_id {key!r} was already used for a differe
 NOT_CANCELLABLE = "Only a placed trade can be cancelled; this one is {status}."
 TRADE_NOT_FOUND = "No such trade."
 RATE_LIMITED = "Too many orders; try again in {wait} s."
-
-# Why nothing was written: the account's bucket as of now, if there is an account.
-_REFUSAL_SQL = """
-SELECT LEAST(%(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s)
-FROM balances_account WHERE customer_id = %(customer_id)s
-"""
 
 
 @dataclass(frozen=True)
@@ -128,7 +122,7 @@ def _refused_placement(params: dict) -> PlaceResult:
                 raise Conflict("client_order_id_reused", CLIENT_ORDER_ID_REUSED.format(key=key))
             return PlaceResult(trade=original, created=False)
     with connection.cursor() as cursor:
-        cursor.execute(_REFUSAL_SQL, params)
+        cursor.execute(REFUSAL_SQL, params)
         row = cursor.fetchone()
     if row is None:
         raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
