@@ -20,10 +20,34 @@ INSERT INTO balances_ledgerentry
     (customer_id, trade_id, kind, ticker, cash_amount, share_quantity, created_at)
 VALUES (%s, %s, %s, %s, %s, %s, now())
 """
+# A settled trade's two entries, the last part of each settlement statement below.
 _LEDGER_PAIR_SQL = """
 INSERT INTO balances_ledgerentry
     (customer_id, trade_id, kind, ticker, cash_amount, share_quantity, created_at)
-VALUES (%s, %s, %s, %s, %s, %s, now()), (%s, %s, %s, %s, %s, %s, now())
+VALUES (%(customer_id)s, %(trade_id)s, %(cash_kind)s, NULL, %(cash)s, NULL, now()),
+       (%(customer_id)s, %(trade_id)s, %(shares_kind)s, %(ticker)s, NULL, %(shares)s, now())
+"""
+# Each settlement is one statement (one round trip): every part runs, or none does.
+_BUY_SETTLE_SQL = f"""
+WITH paid AS (
+    UPDATE balances_account SET cash = cash - %(cost)s, cash_held = cash_held - %(hold)s
+    WHERE customer_id = %(customer_id)s
+), delivered AS (
+    INSERT INTO balances_position (customer_id, ticker, quantity, held)
+    VALUES (%(customer_id)s, %(ticker)s, %(quantity)s, 0)
+    ON CONFLICT (customer_id, ticker)
+    DO UPDATE SET quantity = balances_position.quantity + EXCLUDED.quantity
+)
+{_LEDGER_PAIR_SQL}
+"""
+_SELL_SETTLE_SQL = f"""
+WITH delivered AS (
+    UPDATE balances_position SET quantity = quantity - %(quantity)s, held = held - %(quantity)s
+    WHERE customer_id = %(customer_id)s AND ticker = %(ticker)s
+), paid AS (
+    UPDATE balances_account SET cash = cash + %(proceeds)s WHERE customer_id = %(customer_id)s
+)
+{_LEDGER_PAIR_SQL}
 """
 _ADD_SHARES_SQL = """
 INSERT INTO balances_position (customer_id, ticker, quantity, held) VALUES (%s, %s, %s, 0)
@@ -32,7 +56,7 @@ DO UPDATE SET quantity = balances_position.quantity + EXCLUDED.quantity
 """
 
 
-def _execute(sql: str, params: list) -> int:
+def _execute(sql: str, params: list | dict) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -46,22 +70,6 @@ def _ledger_shares(
     *, customer_id: int, trade_id: int | None, kind: str, ticker: str, quantity: int
 ) -> None:
     _execute(_LEDGER_SQL, [customer_id, trade_id, kind, ticker, None, quantity])
-
-
-def _ledger_pair(
-    *,
-    customer_id: int,
-    trade_id: int,
-    ticker: str,
-    cash: tuple[str, Decimal],
-    shares: tuple[str, int],
-) -> None:
-    """The two entries of a settled trade, in one statement."""
-    _execute(
-        _LEDGER_PAIR_SQL,
-        [customer_id, trade_id, cash[0], None, cash[1], None]
-        + [customer_id, trade_id, shares[0], ticker, None, shares[1]],
-    )
 
 
 def account_open(
@@ -155,17 +163,19 @@ def buy_settle(
 
     The ledger's (trade, kind) uniqueness makes a second settlement of the same trade fail."""
     _execute(
-        "UPDATE balances_account SET cash = cash - %s, cash_held = cash_held - %s "
-        "WHERE customer_id = %s",
-        [cost, hold, customer_id],
-    )
-    _execute(_ADD_SHARES_SQL, [customer_id, ticker, quantity])
-    _ledger_pair(
-        customer_id=customer_id,
-        trade_id=trade_id,
-        ticker=ticker,
-        cash=(LedgerEntry.Kind.BUY_CASH, -cost),
-        shares=(LedgerEntry.Kind.BUY_SHARES, quantity),
+        _BUY_SETTLE_SQL,
+        {
+            "customer_id": customer_id,
+            "trade_id": trade_id,
+            "ticker": ticker,
+            "quantity": quantity,
+            "cost": cost,
+            "hold": hold,
+            "cash_kind": LedgerEntry.Kind.BUY_CASH,
+            "cash": -cost,
+            "shares_kind": LedgerEntry.Kind.BUY_SHARES,
+            "shares": quantity,
+        },
     )
 
 
@@ -174,18 +184,16 @@ def sell_settle(
 ) -> None:
     """Deliver the held shares, receive `proceeds` in cash; two ledger entries."""
     _execute(
-        "UPDATE balances_position SET quantity = quantity - %s, held = held - %s "
-        "WHERE customer_id = %s AND ticker = %s",
-        [quantity, quantity, customer_id, ticker],
-    )
-    _execute(
-        "UPDATE balances_account SET cash = cash + %s WHERE customer_id = %s",
-        [proceeds, customer_id],
-    )
-    _ledger_pair(
-        customer_id=customer_id,
-        trade_id=trade_id,
-        ticker=ticker,
-        cash=(LedgerEntry.Kind.SELL_CASH, proceeds),
-        shares=(LedgerEntry.Kind.SELL_SHARES, -quantity),
+        _SELL_SETTLE_SQL,
+        {
+            "customer_id": customer_id,
+            "trade_id": trade_id,
+            "ticker": ticker,
+            "quantity": quantity,
+            "proceeds": proceeds,
+            "cash_kind": LedgerEntry.Kind.SELL_CASH,
+            "cash": proceeds,
+            "shares_kind": LedgerEntry.Kind.SELL_SHARES,
+            "shares": -quantity,
+        },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from rest_framework import serializers
@@ -19,7 +20,18 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-class StrictInputSerializer(serializers.Serializer):
+class FlatSerializer(serializers.Serializer):
+    """A serializer of plain fields, none of them a serializer, copied shallowly for each
+    instance. DRF deep-copies declared fields, rebuilding every field from its arguments,
+    for every serializer it creates: a fifth of a placement's CPU. The copies share only
+    what no request changes (validators, messages, choices); each copy is bound to its own
+    serializer."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
+
+
+class StrictInputSerializer(FlatSerializer):
     """Refuses fields it does not know: a misspelt `client_order_id` must not silently
     turn an idempotent retry into a second order."""
 

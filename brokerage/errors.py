@@ -6,12 +6,20 @@ Every error body is `{"error": <machine-readable code>, "detail": <human text>}`
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+# The database went away (a restart, a failover) or gave up on a lock: nothing was
+# written, and the same request, with the same client_order_id, can simply be retried.
+DATABASE_RETRY_AFTER_SECONDS = 1
 
 
 class BrokerageError(Exception):
@@ -71,6 +79,14 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         response = Response({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("event=database_unavailable error=%r", exc)
+        response = Response(
+            {"error": "database_unavailable", "detail": "Try again shortly; nothing was done."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         return response
 
     response = exception_handler(exc, context)

@@ -7,7 +7,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -22,6 +22,7 @@ from exchange_simulator.stats import Stats
 log = logging.getLogger("exchange_simulator")
 
 MAX_ID_LENGTH = 200
+MAX_TICKERS_PER_QUOTE = 500
 MAX_PRICE = Decimal(10) ** 12
 SIDES = ("buy", "sell")
 
@@ -133,6 +134,26 @@ def _price(payload: Mapping[str, Any], key: str) -> Decimal | None:
     return price
 
 
+def parse_tickers(items: list[str] | None) -> list[str]:
+    """Validate the tickers of ``GET /quotes?tickers=...`` (None: parameter absent).
+
+    Raises :class:`BadRequest`; duplicates are kept, :meth:`Exchange.quotes` answers them once.
+    """
+    if not items or items == [""]:
+        raise BadRequest(
+            "invalid_request",
+            f"tickers is required: 1 to {MAX_TICKERS_PER_QUOTE} comma-separated tickers",
+        )
+    if "" in items:
+        raise BadRequest("invalid_request", "tickers has an empty item")
+    if len(items) > MAX_TICKERS_PER_QUOTE:
+        raise BadRequest(
+            "invalid_request",
+            f"at most {MAX_TICKERS_PER_QUOTE} tickers per request, got {len(items)}",
+        )
+    return items
+
+
 def parse_new_order(payload: Any) -> NewOrder:
     """Validate a ``POST /orders`` body; raises :class:`BadRequest`."""
     if not isinstance(payload, dict):
@@ -233,6 +254,18 @@ class Exchange:
             return None
         price = self.market.tick(ticker)
         return {"ticker": ticker, "price": money(price), "as_of": datetime.now(UTC).isoformat()}
+
+    def quotes(self, tickers: Iterable[str]) -> dict[str, Any]:
+        """Quote each ticker once, in the order given, exactly as :meth:`quote` would."""
+        listed: list[dict[str, Any]] = []
+        unknown: list[str] = []
+        for ticker in dict.fromkeys(tickers):
+            quote = self.quote(ticker)
+            if quote is None:
+                unknown.append(ticker)
+            else:
+                listed.append(quote)
+        return {"quotes": listed, "unknown": unknown}
 
     def submit_order(self, payload: Any) -> tuple[int, dict[str, Any]]:
         """Handle ``POST /orders``: returns (HTTP status, JSON body)."""

@@ -10,10 +10,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 from exchange_simulator.config import SimulatorConfig
-from exchange_simulator.exchange import Exchange
+from exchange_simulator.exchange import BadRequest, Exchange, parse_tickers
 
 log = logging.getLogger("exchange_simulator")
 
@@ -89,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
             if slow_ms:
                 time.sleep(slow_ms / 1000)
         try:
-            status, payload = self._route(method, url.path, parse_qs(url.query), body)
+            status, payload = self._route(method, url.path, url.query, body)
         except Exception:
             log.exception("event=internal_error method=%s path=%s", method, url.path)
             status, payload = 500, {"error": "internal"}
@@ -106,15 +106,20 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(length) if length else b""
 
-    def _route(
-        self, method: str, path: str, query: dict[str, list[str]], body: bytes
-    ) -> tuple[int, Any]:
+    def _route(self, method: str, path: str, query: str, body: bytes) -> tuple[int, Any]:
         exchange = self.server.exchange
         segments = [unquote(s) for s in path.strip("/").split("/")]
         match method, segments:
             case "GET", ["quotes", ticker]:
                 quote = exchange.quote(ticker)
                 return (200, quote) if quote else (404, {"error": "unknown_ticker"})
+            case "GET", ["quotes"]:
+                try:
+                    tickers = parse_tickers(_list_param(query, "tickers"))
+                except BadRequest as exc:
+                    exchange.stats.incr("bad_requests")
+                    return 400, {"error": exc.error, "detail": exc.detail}
+                return 200, exchange.quotes(tickers)
             case "POST", ["orders"]:
                 parsed = _json(body)
                 if parsed is _INVALID:
@@ -137,9 +142,9 @@ class _Handler(BaseHTTPRequestHandler):
                 except ValueError as exc:
                     return 400, {"error": "invalid_faults", "detail": str(exc)}
             case "GET", ["_control", "orders"]:
-                account_id = query.get("account_id", [None])[0]
+                account_id = parse_qs(query).get("account_id", [None])[0]
                 return 200, exchange.list_orders(account_id)
-            case _, ["quotes", _] | ["orders"] | ["orders", _] | ["_control", _]:
+            case _, ["quotes"] | ["quotes", _] | ["orders"] | ["orders", _] | ["_control", _]:
                 return 405, {"error": "method_not_allowed"}
         return 404, {"error": "not_found"}
 
@@ -155,6 +160,20 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 _INVALID = object()
+
+
+def _list_param(query: str, name: str) -> list[str] | None:
+    """The comma-separated items of ``name`` in a raw query string; None if it is absent.
+
+    Commas split before percent-decoding, so an escaped comma stays inside its item as an
+    escaped slash stays inside a path segment. Repeats of ``name`` add their items.
+    """
+    items: list[str] | None = None
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if unquote_plus(key) == name:
+            items = (items or []) + [unquote_plus(item) for item in value.split(",")]
+    return items
 
 
 def _json(body: bytes) -> Any:

@@ -24,11 +24,11 @@ from outbox.fencing import StaleLeader
 from outbox.leadership import ShardLeadership
 from outbox.sharding import channel_for_shard
 from trades.exchange_client import (
+    MAX_TICKERS_PER_QUOTE,
     ExchangeClient,
     ExchangeError,
     ExchangeRejectedRequest,
     OrderRequest,
-    UnknownTicker,
 )
 from trades.execution import QuoteNeeded, rejected_report, trade_send_next, trade_settle
 
@@ -67,7 +67,9 @@ def quote_client_factory() -> ExchangeClient:
 class QuoteBook(Mapping[str, Decimal | None]):
     """Quotes younger than `max_age`, by ticker (None: the exchange does not list it). A
     recent quote is reused: the collar, not the quote's age, is what guarantees a fill
-    never costs more than its hold."""
+    never costs more than its hold. Quotes are asked for in batches: one request brings
+    the missing ticker and every quote of the book past half its age, so a busy leader
+    asks about once per half `max_age`, not once per trade."""
 
     def __init__(self, client: ExchangeClient, max_age: float) -> None:
         self.client = client
@@ -87,12 +89,14 @@ class QuoteBook(Mapping[str, Decimal | None]):
         return sum(1 for _ in self)
 
     def fetch(self, ticker: str) -> None:
-        """Ask the exchange; raises ExchangeError (but not for an unlisted ticker)."""
-        try:
-            price: Decimal | None = self.client.quote(ticker).price
-        except UnknownTicker:
-            price = None  # its trades are rejected, and their customers' queues move on
-        self._quotes[ticker] = (time.monotonic(), price)
+        """Ask the exchange for `ticker` and the ageing quotes; raises ExchangeError."""
+        asked_at = time.monotonic()
+        ageing = asked_at - self.max_age / 2
+        wanted = [ticker] + [t for t, (at, _) in self._quotes.items() if at < ageing]
+        wanted = list(dict.fromkeys(wanted))[:MAX_TICKERS_PER_QUOTE]
+        for symbol, quote in self.client.quotes(wanted).items():
+            # None: unlisted; its trades are rejected, and their customers' queues move on.
+            self._quotes[symbol] = (asked_at, quote.price if quote else None)
 
 
 class ShardWorker:

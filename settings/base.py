@@ -78,9 +78,16 @@ DATABASES = {"default": env.db_url_config(_database_url())}
 # django-environ leaves a percent-encoded Unix socket directory as it is.
 DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"])
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# No health check (a `SELECT 1` before every request's first query): a connection that a
+# database restart broke fails its request with a 503 (brokerage.errors) and is replaced.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+# Server-side parameters, and statements prepared on their second use in a session: the
+# hot paths run the same few statements, and planning them every time cost more of the
+# database's CPU than executing them.
+DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
+DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 1)
 # How this process's sessions show in pg_stat_activity (a URL's ?application_name= wins).
 DATABASES["default"]["OPTIONS"].setdefault(
     "application_name", env("DB_APPLICATION_NAME", default="brokerage")

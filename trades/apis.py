@@ -5,12 +5,14 @@ import logging
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from brokerage.api import (
     ErrorSerializer,
+    FlatSerializer,
     NewestFirstCursorPagination,
     StrictInputSerializer,
     StrictIntegerField,
@@ -29,7 +31,7 @@ UNKNOWN_TICKER = "Unknown ticker {symbol!r}."
 CLIENT_ORDER_ID_FORMAT = "Use 1 to 64 printable ASCII characters without spaces."
 
 
-class TradeOutputSerializer(serializers.Serializer):
+class TradeOutputSerializer(FlatSerializer):
     id = serializers.IntegerField()
     ticker = serializers.CharField(source="ticker_id")
     side = serializers.ChoiceField(choices=Trade.Side.choices)
@@ -145,6 +147,9 @@ class ExchangeCallbackApi(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
+    # A machine's endpoint: JSON only, and the signed body is read as it came.
+    renderer_classes = [JSONRenderer]
+    parser_classes: list = []
 
     class CallbackResultSerializer(serializers.Serializer):
         result = serializers.ChoiceField(choices=[o.value for o in SettleOutcome])

@@ -36,23 +36,24 @@ INSUFFICIENT_FUNDS = "insufficient funds"
 INSUFFICIENT_SHARES = "insufficient shares"
 NOT_LISTED = "not traded at the exchange"
 
-_OLDEST_OPEN_SQL = """
-SELECT id, status, ticker, side, quantity, seq FROM trades_trade
-WHERE customer_id = %s AND status IN ('placed', 'in_progress')
-ORDER BY seq LIMIT 1 FOR UPDATE
-"""
-
-
 # One round trip for the start of a leader's transaction: take the customer's outbox rows,
-# share-lock the lease row and read the epoch (see outbox.fencing), lock the account row.
-# A stale epoch rolls all of it back.
+# share-lock the lease row and read the epoch (see outbox.fencing), lock the account row,
+# then the customer's oldest open trade by sequence number (the materialized CTE is
+# scanned first, so the locks come in the usual order). A stale epoch rolls it all back.
 _TAKE_CUSTOMER_SQL = f"""
 WITH taken AS (
     DELETE FROM outbox_outboxmessage
     WHERE shard = %(shard)s AND customer_id = %(customer_id)s
+), account AS MATERIALIZED (
+    SELECT {LEASE_EPOCH_SQL} AS epoch, a.customer_id FROM balances_account a
+    WHERE a.customer_id = %(customer_id)s FOR UPDATE OF a
 )
-SELECT {LEASE_EPOCH_SQL}, a.shard FROM balances_account a
-WHERE a.customer_id = %(customer_id)s FOR UPDATE OF a
+SELECT account.epoch, t.id, t.status, t.ticker, t.side, t.quantity, t.seq
+FROM account LEFT JOIN LATERAL (
+    SELECT id, status, ticker, side, quantity, seq FROM trades_trade
+    WHERE customer_id = account.customer_id AND status IN ('placed', 'in_progress')
+    ORDER BY seq LIMIT 1 FOR UPDATE
+) AS t ON true
 """
 
 
@@ -72,15 +73,6 @@ class NextTrade:
     side: str
     quantity: int
     seq: int
-
-
-def customer_next_open_trade(*, customer_id: int) -> NextTrade | None:
-    """The customer's oldest trade that is not terminal, by their sequence number, row-locked
-    (the caller holds the account lock, in a transaction)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_OLDEST_OPEN_SQL, [customer_id])
-        row = cursor.fetchone()
-    return NextTrade(*row) if row else None
 
 
 def order_request_for(trade: Trade) -> OrderRequest:
@@ -123,9 +115,9 @@ def trade_send_next(
     is none or it is already in flight (one trade in flight per customer). A placed trade
     is held for (cash: quantity × quote × (1 + collar); shares: the quantity) and marked
     `in_progress`, or rejected if the customer is short, in which case the customer gets a
-    fresh outbox row so their next trade follows. Returns the order to submit after the
-    commit, or None. Raises QuoteNeeded (rolling back) if `quotes` lacks the ticker; a
-    ticker quoted as None (the exchange does not list it) is rejected.
+    fresh outbox row if another trade of theirs is waiting. Returns the order to submit
+    after the commit, or None. Raises QuoteNeeded (rolling back) if `quotes` lacks the
+    ticker; a ticker quoted as None (the exchange does not list it) is rejected.
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -134,7 +126,7 @@ def trade_send_next(
         if row is None:
             raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
         check_epoch(shard=shard, mine=epoch, current=row[0])
-        nxt = customer_next_open_trade(customer_id=customer_id)
+        nxt = NextTrade(*row[1:]) if row[1] is not None else None
         if nxt is None or nxt.status == Trade.Status.IN_PROGRESS:
             return None
         if nxt.ticker not in quotes:
@@ -161,7 +153,7 @@ def trade_send_next(
         if not held:
             fields = trade.transition_to(Trade.Status.REJECTED, reason=shortfall, finished_at=now)
             _save_fields(trade, fields)
-            outbox_enqueue(customer_id=customer_id, shard=shard)
+            outbox_enqueue(customer_id=customer_id, shard=shard, only_if=HAS_PLACED_TRADE)
             log_transition(
                 nxt.id, customer_id, shard, "rejected", reason=shortfall.replace(" ", "_")
             )
@@ -183,6 +175,11 @@ def trade_send_next(
     return order_request_for(in_flight)
 
 
+# The customer needs their shard leader again only if a trade of theirs is waiting.
+HAS_PLACED_TRADE = (
+    "EXISTS (SELECT FROM trades_trade WHERE customer_id = %(customer_id)s AND status = 'placed')"
+)
+
 # Plain statements on the hot path: compiling the ORM's queries cost more CPU than the
 # round trips they make.
 # In the model's field order, as Model.from_db wants them.
@@ -197,23 +194,30 @@ _SETTLE_FIELDS = [
     "cash_held",
     "limit_price",
 ]
-_LOCK_TRADE_SQL = (
-    "SELECT id, customer_id, seq, ticker, side, quantity, status, cash_held, limit_price "
-    "FROM trades_trade WHERE id = %s FOR UPDATE"
+# The account row (found from the trade, whose customer never changes), then the trade
+# row: locked in that order, as everywhere, because the materialized CTE is scanned first.
+_LOCK_ACCOUNT_AND_TRADE_SQL = """
+WITH account AS MATERIALIZED (
+    SELECT customer_id, shard FROM balances_account
+    WHERE customer_id = (SELECT customer_id FROM trades_trade WHERE id = %(trade_id)s)
+    FOR UPDATE
 )
-
-
-# The customer lock, found from the trade (whose customer never changes).
-_LOCK_ACCOUNT_OF_TRADE_SQL = """
-SELECT customer_id, shard FROM balances_account
-WHERE customer_id = (SELECT customer_id FROM trades_trade WHERE id = %s) FOR UPDATE
+SELECT account.shard, t.* FROM account CROSS JOIN LATERAL (
+    SELECT id, customer_id, seq, ticker, side, quantity, status, cash_held, limit_price
+    FROM trades_trade WHERE id = %(trade_id)s AND customer_id = account.customer_id
+    FOR UPDATE
+) AS t
 """
 
 
-def _lock_trade(trade_id: int) -> Trade:
+def _lock_account_and_trade(trade_id: int) -> tuple[int, Trade] | None:
+    """(shard, trade) with both rows locked, or None for an unknown trade."""
     with connection.cursor() as cursor:
-        cursor.execute(_LOCK_TRADE_SQL, [trade_id])
-        return Trade.from_db(connection.alias, _SETTLE_FIELDS, cursor.fetchone())
+        cursor.execute(_LOCK_ACCOUNT_AND_TRADE_SQL, {"trade_id": trade_id})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return row[0], Trade.from_db(connection.alias, _SETTLE_FIELDS, row[1:])
 
 
 def _save_fields(trade: Trade, fields: list[str]) -> None:
@@ -268,9 +272,9 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
     `in_progress` is left alone (reports arrive at least once). A fill pays the cost and
     releases the buy's hold (or delivers the held shares and receives the proceeds), with
     one ledger entry per movement, and marks the trade `filled`; a rejection releases the
-    hold and marks it `rejected`. Either way the customer gets an outbox row so their next
-    trade goes out. Raises ReportMismatch (changing nothing) if the report disagrees with
-    the order."""
+    hold and marks it `rejected`. Either way the customer gets an outbox row if another
+    trade of theirs is waiting, so that it goes out. Raises ReportMismatch (changing
+    nothing) if the report disagrees with the order."""
     if report.status not in (Trade.Status.FILLED, Trade.Status.REJECTED):
         return SettleOutcome.STILL_OPEN
     try:
@@ -280,13 +284,11 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
     if not -(2**63) <= trade_id < 2**63:
         return SettleOutcome.UNKNOWN_TRADE
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_LOCK_ACCOUNT_OF_TRADE_SQL, [trade_id])
-            row = cursor.fetchone()
-        if row is None:
+        locked = _lock_account_and_trade(trade_id)
+        if locked is None:
             return SettleOutcome.UNKNOWN_TRADE
-        customer_id, shard = row
-        trade = _lock_trade(trade_id)
+        shard, trade = locked
+        customer_id = trade.customer_id
         if trade.status != Trade.Status.IN_PROGRESS:
             return SettleOutcome.ALREADY_FINAL
         _check_report(trade, report)
@@ -331,7 +333,7 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
                 exchange_order_id=report.exchange_order_id,
             )
         _save_fields(trade, fields)
-        outbox_enqueue(customer_id=customer_id, shard=shard)
+        outbox_enqueue(customer_id=customer_id, shard=shard, only_if=HAS_PLACED_TRADE)
     log_transition(trade.id, customer_id, shard, trade.status, price=trade.fill_price)
     return SettleOutcome.SETTLED
 

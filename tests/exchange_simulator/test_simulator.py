@@ -241,6 +241,76 @@ def test_invalid_ticker_is_unknown(make_sim: Callable[..., Sim], ticker: str) ->
     assert response.json() == {"error": "unknown_ticker"}
 
 
+def test_batch_quote(make_sim: Callable[..., Sim]) -> None:
+    sim = make_sim()
+    response = sim.get("/quotes?tickers=AAPL,nope,BRK.B")
+    assert response.status_code == 200
+    body = response.json()
+    assert [q["ticker"] for q in body["quotes"]] == ["AAPL", "BRK.B"]
+    assert body["unknown"] == ["nope"]
+    for quote in body["quotes"]:
+        assert set(quote) == {"ticker", "price", "as_of"}
+        assert len(quote["price"].split(".")[1]) == 4
+        assert Decimal("4") < Decimal(quote["price"]) < Decimal("510")
+        assert datetime.fromisoformat(quote["as_of"]).tzinfo is not None
+
+
+def test_batch_quote_answers_duplicates_once_in_order(make_sim: Callable[..., Sim]) -> None:
+    body = make_sim().get("/quotes?tickers=MSFT,AAPL,MSFT,x,x,AAPL").json()
+    assert [q["ticker"] for q in body["quotes"]] == ["MSFT", "AAPL"]
+    assert body["unknown"] == ["x"]
+
+
+def test_batch_quote_moves_the_walk_like_single_quotes(make_sim: Callable[..., Sim]) -> None:
+    batched, single = make_sim(seed=11), make_sim(seed=11)
+    for _ in range(5):
+        quotes = batched.get("/quotes?tickers=AAPL,MSFT,AAPL,TSLA").json()["quotes"]
+        expected = [single.get(f"/quotes/{t}").json() for t in ("AAPL", "MSFT", "TSLA")]
+        assert [q["price"] for q in quotes] == [q["price"] for q in expected]
+    mixed = batched.get("/quotes/MSFT").json()["price"]
+    assert mixed == single.get("/quotes?tickers=MSFT").json()["quotes"][0]["price"]
+
+
+def test_batch_quote_escaped_comma_stays_in_its_ticker(make_sim: Callable[..., Sim]) -> None:
+    body = make_sim().get("/quotes?tickers=A%2CB,BRK%2EB").json()
+    assert body["unknown"] == ["A,B"]
+    assert [q["ticker"] for q in body["quotes"]] == ["BRK.B"]
+
+
+def test_batch_quote_accepts_the_maximum(make_sim: Callable[..., Sim]) -> None:
+    tickers = [f"T{i}" for i in range(500)]
+    body = make_sim().get("/quotes?tickers=" + ",".join(tickers)).json()
+    assert [q["ticker"] for q in body["quotes"]] == tickers and body["unknown"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("", "required"),
+        ("?tickers=", "required"),
+        ("?ticker=AAPL", "required"),
+        ("?tickers=AAPL,,MSFT", "empty item"),
+        ("?tickers=AAPL,", "empty item"),
+        ("?tickers=,", "empty item"),
+        ("?tickers=AAPL&tickers=", "empty item"),
+        ("?tickers=" + ",".join(f"T{i}" for i in range(501)), "at most 500"),
+    ],
+)
+def test_batch_quote_bad_request(make_sim: Callable[..., Sim], query: str, detail: str) -> None:
+    sim = make_sim()
+    response = sim.get(f"/quotes{query}")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert detail in response.json()["detail"]
+    assert sim.stats()["bad_requests"] == 1
+
+
+def test_batch_quote_only_answers_get(make_sim: Callable[..., Sim]) -> None:
+    sim = make_sim()
+    response = sim.post("/quotes?tickers=AAPL", {})
+    assert response.status_code == 405 and response.json() == {"error": "method_not_allowed"}
+
+
 # --- orders and callbacks -------------------------------------------------------------------
 
 
@@ -417,6 +487,7 @@ def test_outage_answers_503_and_records_nothing(make_sim: Callable[..., Sim]) ->
     response = sim.post("/orders", body)
     assert response.status_code == 503 and response.json() == {"error": "unavailable"}
     assert sim.get("/quotes/AAPL").status_code == 200
+    assert sim.get("/quotes?tickers=AAPL").status_code == 200
     assert sim.get(f"/orders/{body['client_order_id']}").status_code == 404
     assert sim.get("/_control/orders").json() == []
     assert sim.stats()["unavailable"] == 1
@@ -517,6 +588,9 @@ def test_slow_ms_delays_responses_but_not_control(make_sim: Callable[..., Sim]) 
     started = time.monotonic()
     sim.get("/quotes/AAPL")
     assert time.monotonic() - started >= 0.5
+    started = time.monotonic()
+    sim.get("/quotes?tickers=AAPL,MSFT,TSLA")
+    assert 0.5 <= time.monotonic() - started < 0.9  # once per request, not per ticker
     started = time.monotonic()
     sim.stats()
     assert time.monotonic() - started < 0.4

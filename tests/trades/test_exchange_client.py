@@ -21,6 +21,7 @@ from trades.exchange_client import (
     ExchangeUnavailable,
     OrderRequest,
     OrderState,
+    Quote,
     UnknownTicker,
     parse_callback_payload,
 )
@@ -105,6 +106,123 @@ def test_quote_with_float_price_is_malformed(client, mocked) -> None:
     )
     with pytest.raises(ExchangeError, match="price"):
         client.quote("AAPL")
+
+
+def test_proxy_settings_in_the_environment_are_ignored(client, mocked, monkeypatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://bogus-proxy.invalid:3128")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    mocked.get(
+        f"{BASE}/quotes/AAPL",
+        json={"ticker": "AAPL", "price": "187.1234", "as_of": "2024-05-01T14:30:00Z"},
+    )
+    assert client.quote("AAPL").price == Decimal("187.1234")
+    [call] = mocked.calls
+    assert not call.request.req_kwargs["proxies"]
+
+
+# --- quotes ---------------------------------------------------------------------------------
+
+
+def quote_json(ticker: str, price: Any = "187.1234") -> dict[str, Any]:
+    return {"ticker": ticker, "price": price, "as_of": "2024-05-01T14:30:00Z"}
+
+
+def quotes_url(query: str) -> str:
+    return f"{BASE}/quotes?tickers={query}"
+
+
+def test_quotes_in_one_request(client, mocked) -> None:
+    mocked.get(
+        quotes_url("MSFT,ZZ%2FZ,AAPL"),
+        json={"quotes": [quote_json("MSFT", "410.5"), quote_json("AAPL")], "unknown": ["ZZ/Z"]},
+        match=[responses.matchers.query_param_matcher({"tickers": "MSFT,ZZ/Z,AAPL"})],
+    )
+    quotes = client.quotes(["MSFT", "ZZ/Z", "AAPL", "MSFT"])
+    assert list(quotes) == ["MSFT", "ZZ/Z", "AAPL"]
+    assert quotes["MSFT"] == Quote(
+        "MSFT", Decimal("410.5"), datetime(2024, 5, 1, 14, 30, tzinfo=UTC)
+    )
+    assert quotes["AAPL"] is not None and quotes["AAPL"].price == Decimal("187.1234")
+    assert quotes["ZZ/Z"] is None
+    [call] = mocked.calls
+    assert call.request.path_url == "/quotes?tickers=MSFT,ZZ%2FZ,AAPL"
+
+
+def test_quotes_escapes_commas_inside_a_ticker(client, mocked) -> None:
+    mocked.get(quotes_url("A%2CB"), json={"quotes": [], "unknown": ["A,B"]})
+    assert client.quotes({"A,B"}) == {"A,B": None}
+    assert mocked.calls[0].request.path_url == "/quotes?tickers=A%2CB"
+
+
+@pytest.mark.parametrize("count", [0, 501])
+def test_quotes_refuses_too_few_or_too_many(client, count: int) -> None:
+    with pytest.raises(ValueError, match="1 to 500"):
+        client.quotes([f"T{i}" for i in range(count)])
+
+
+def test_quotes_counts_distinct_tickers(client, mocked) -> None:
+    tickers = [f"T{i}" for i in range(500)]
+    mocked.get(quotes_url(",".join(tickers)), json={"quotes": [], "unknown": tickers})
+    assert len(client.quotes(tickers + ["T0"])) == 500
+
+
+@pytest.mark.parametrize("tickers", [["AAPL", ""], "AAPL"])
+def test_quotes_refuses_bad_tickers(client, tickers: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        client.quotes(tickers)
+
+
+def test_quotes_retries_5xx(client, mocked) -> None:
+    mocked.get(quotes_url("AAPL"), status=503, json={"error": "unavailable"})
+    mocked.get(quotes_url("AAPL"), json={"quotes": [quote_json("AAPL")], "unknown": []})
+    assert client.quotes(["AAPL"])["AAPL"] is not None
+    assert len(mocked.calls) == 2
+
+
+def test_quotes_gives_up_after_retries(client, mocked) -> None:
+    mocked.get(quotes_url("AAPL"), status=502, body="bad gateway")
+    with pytest.raises(ExchangeUnavailable, match="3 attempts"):
+        client.quotes(["AAPL"])
+    assert len(mocked.calls) == 3
+
+
+def test_quotes_bad_request_is_an_error(client, mocked) -> None:
+    mocked.get(quotes_url("AAPL"), status=400, json={"error": "invalid_request", "detail": "x"})
+    with pytest.raises(ExchangeError, match="HTTP 400"):
+        client.quotes(["AAPL"])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "JSON object"),
+        ({"unknown": []}, "quotes"),
+        ({"quotes": []}, "unknown"),
+        ({"quotes": {}, "unknown": []}, "lists"),
+        ({"quotes": [], "unknown": "MSFT"}, "lists"),
+        ({"quotes": ["AAPL"], "unknown": ["MSFT"]}, "quote object"),
+        ({"quotes": [quote_json("AAPL", 187.12)], "unknown": ["MSFT"]}, "price"),
+        ({"quotes": [quote_json("AAPL", "0")], "unknown": ["MSFT"]}, "price"),
+        ({"quotes": [quote_json("AAPL", "abc")], "unknown": ["MSFT"]}, "price"),
+        ({"quotes": [quote_json("AAPL", None)], "unknown": ["MSFT"]}, "price"),
+        ({"quotes": [{"ticker": "AAPL", "price": "1.0"}], "unknown": ["MSFT"]}, "as_of"),
+        ({"quotes": [quote_json("AAPL") | {"as_of": "noon"}], "unknown": ["MSFT"]}, "as_of"),
+        ({"quotes": [quote_json(""), quote_json("AAPL")], "unknown": ["MSFT"]}, "ticker"),
+        ({"quotes": [quote_json("AAPL")], "unknown": [None, "MSFT"]}, "strings"),
+        ({"quotes": [quote_json("AAPL")], "unknown": ["MSFT", "TSLA"]}, "not asked for: TSLA"),
+        ({"quotes": [quote_json("AAPL"), quote_json("GOOG")], "unknown": ["MSFT"]}, "GOOG"),
+        ({"quotes": [quote_json("AAPL")], "unknown": ["MSFT", "AAPL"]}, "more than once"),
+        ({"quotes": [quote_json("AAPL"), quote_json("AAPL")], "unknown": []}, "more than once"),
+        ({"quotes": [quote_json("AAPL")], "unknown": []}, "did not answer for MSFT"),
+        ({"quotes": [], "unknown": []}, "did not answer for AAPL, MSFT"),
+    ],
+)
+def test_quotes_malformed_answer(client, mocked, body: Any, message: str) -> None:
+    mocked.get(quotes_url("AAPL,MSFT"), json=body)
+    with pytest.raises(ExchangeError, match=message):
+        client.quotes(["AAPL", "MSFT"])
 
 
 # --- submit ---------------------------------------------------------------------------------
@@ -317,6 +435,10 @@ def test_client_against_simulator() -> None:
     with ExchangeSimulator(config) as simulator, ExchangeClient(base_url=simulator.url) as c:
         quote = c.quote("MSFT")
         assert Decimal(5) <= quote.price < Decimal(500)
+        batch = c.quotes(["MSFT", "msft", "AAPL"])
+        assert batch["msft"] is None
+        assert batch["MSFT"] is not None and batch["AAPL"] is not None
+        assert Decimal(5) <= batch["AAPL"].price < Decimal(500)
         with pytest.raises(UnknownTicker):
             c.quote("msft")
         request = order(

@@ -33,6 +33,10 @@ def position(customer_id, ticker="AAPL"):
     return Position.objects.filter(customer_id=customer_id, ticker=ticker).first()
 
 
+def place(customer_id, *, ticker="AAPL", side="buy", quantity=1) -> Trade:
+    return trade_place(customer_id=customer_id, ticker=ticker, side=side, quantity=quantity).trade
+
+
 def assert_invariants_hold():
     broken = [c for c in audit() if not c.ok]
     assert not broken, [(c.name, c.failures) for c in broken]
@@ -62,14 +66,28 @@ class TestSend:
         assert_invariants_hold()
 
     def test_a_buy_beyond_buying_power_is_rejected_and_the_next_trade_follows(self, customer):
-        trade, order = place_and_send(customer.id, quantity=100, quote="100.00")  # needs 10,500
+        too_big = place(customer.id, quantity=100)  # needs 10,500 at 100.00
+        follower = place(customer.id, quantity=1)
+        shard, epoch = lead_shard_of(customer.id)
+        quotes = {"AAPL": Decimal("100.00")}
+
+        order = trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes)
 
         assert order is None
-        assert trade.status == "rejected"
-        assert trade.reason == INSUFFICIENT_FUNDS
+        too_big.refresh_from_db()
+        assert too_big.status == "rejected"
+        assert too_big.reason == INSUFFICIENT_FUNDS
         assert account(customer.id).cash_held == 0
         assert OutboxMessage.objects.filter(customer_id=customer.id).count() == 1
+        order = trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes)
+        assert order.client_order_id == str(follower.id)
         assert_invariants_hold()
+
+    def test_a_rejection_with_nothing_behind_it_leaves_no_outbox_row(self, customer):
+        trade, _ = place_and_send(customer.id, quantity=100, quote="100.00")
+
+        assert trade.reason == INSUFFICIENT_FUNDS
+        assert not OutboxMessage.objects.exists()
 
     def test_a_sell_beyond_the_position_is_rejected(self, customer):
         trade, order = place_and_send(customer.id, side="sell", quantity=11)
@@ -77,6 +95,12 @@ class TestSend:
         assert order is None
         assert trade.reason == INSUFFICIENT_SHARES
         assert position(customer.id).held == 0
+
+    def test_a_trade_placed_behind_an_open_one_waits_without_an_outbox_row(self, customer):
+        place_and_send(customer.id, quantity=1)
+        place(customer.id, quantity=1)
+
+        assert not OutboxMessage.objects.exists()
 
     def test_only_one_trade_in_flight_per_customer(self, customer):
         first, _ = place_and_send(customer.id, quantity=1)
@@ -132,8 +156,22 @@ class TestSettle:
         assert position(customer.id).quantity == 20
         kinds = set(LedgerEntry.objects.filter(trade=trade).values_list("kind", flat=True))
         assert kinds == {"buy_cash", "buy_shares"}
-        assert OutboxMessage.objects.filter(customer_id=customer.id).count() == 1
+        assert not OutboxMessage.objects.exists()  # nothing else of theirs is waiting
         assert_invariants_hold()
+
+    @pytest.mark.parametrize("status", ["filled", "rejected"])
+    def test_settling_wakes_the_leader_for_the_trade_waiting_behind(self, customer, status):
+        trade, _ = place_and_send(customer.id, quantity=1)
+        waiting = place(customer.id, quantity=1)
+
+        trade_settle(report=report_for(trade, status=status))
+
+        assert OutboxMessage.objects.filter(customer_id=customer.id).count() == 1
+        shard, epoch = lead_shard_of(customer.id)
+        order = trade_send_next(
+            shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": Decimal(100)}
+        )
+        assert order.client_order_id == str(waiting.id)
 
     def test_a_filled_sell_delivers_and_receives(self, customer):
         trade, _ = place_and_send(customer.id, side="sell", quantity=4, quote="50.00")
@@ -215,7 +253,8 @@ class TestSettle:
 
 class TestExchangeDoesNotListTheTicker:
     def test_the_trade_is_rejected_and_the_queue_moves_on(self, customer):
-        trade = trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
+        trade = place(customer.id, quantity=1)
+        place(customer.id, ticker="MSFT", quantity=1)
         shard, epoch = lead_shard_of(customer.id)
 
         order = trade_send_next(

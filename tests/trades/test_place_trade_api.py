@@ -188,3 +188,40 @@ def test_a_user_without_an_account_cannot_trade(django_user_model):
     assert response.status_code == 403
     assert response.json()["error"] == "no_account"
     assert nothing_written()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_mid_request_is_a_503_to_retry(api, monkeypatch):
+    """Persistent connections go unchecked between requests: one that a database restart
+    broke fails its request with a 503 (not a 500), nothing is written, and the retry with
+    the same key places the trade."""
+    import psycopg
+    from django.db import connection
+
+    import trades.apis
+    from brokerage.stack import database_url
+
+    real_trade_place = trades.apis.trade_place
+
+    def trade_place_on_a_dead_connection(**order):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+        with psycopg.connect(database_url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+        return real_trade_place(**order)
+
+    monkeypatch.setattr(trades.apis, "trade_place", trade_place_on_a_dead_connection)
+    order = {"ticker": "AAPL", "side": "buy", "quantity": 1, "client_order_id": "k-503"}
+    response = place(api, **order)
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "database_unavailable"
+    assert response["Retry-After"] == "1"
+    # What request_finished does in a server (the test client leaves it out).
+    connection.close_if_unusable_or_obsolete()
+    assert nothing_written()
+
+    monkeypatch.setattr(trades.apis, "trade_place", real_trade_place)
+    assert place(api, **order).status_code == 201
+    assert Trade.objects.filter(client_order_id="k-503").count() == 1

@@ -1,0 +1,77 @@
+"""The shard worker's quote book: batched asks, ageing, unlisted tickers."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from outbox import worker
+from outbox.worker import QuoteBook
+from trades.exchange_client import Quote
+
+
+class FakeExchange:
+    def __init__(self, unlisted=()):
+        self.asked: list[list[str]] = []
+        self.unlisted = set(unlisted)
+
+    def quotes(self, tickers):
+        self.asked.append(list(tickers))
+        now = datetime.now(UTC)
+        return {
+            t: None if t in self.unlisted else Quote(ticker=t, price=Decimal("10.00"), as_of=now)
+            for t in tickers
+        }
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(worker.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_a_missing_ticker_is_asked_for_with_the_quotes_past_half_their_age(clock):
+    exchange = FakeExchange()
+    book = QuoteBook(exchange, max_age=1.0)
+
+    book.fetch("AAPL")
+    clock[0] += 0.3
+    book.fetch("MSFT")  # AAPL is still young: not asked again
+    clock[0] += 0.3
+    book.fetch("GOOG")  # AAPL (0.6 s) and MSFT (0.3 s): only AAPL is past half its age
+
+    assert exchange.asked == [["AAPL"], ["MSFT"], ["GOOG", "AAPL"]]
+    assert dict(book) == {t: Decimal("10.00") for t in ("AAPL", "MSFT", "GOOG")}
+
+
+def test_a_quote_older_than_max_age_is_gone(clock):
+    book = QuoteBook(FakeExchange(), max_age=1.0)
+    book.fetch("AAPL")
+
+    clock[0] += 1.01
+
+    assert "AAPL" not in book
+    assert len(book) == 0
+
+
+def test_an_unlisted_ticker_is_known_as_none(clock):
+    book = QuoteBook(FakeExchange(unlisted={"ZZZZ"}), max_age=1.0)
+
+    book.fetch("ZZZZ")
+
+    assert "ZZZZ" in book
+    assert book["ZZZZ"] is None
+
+
+def test_one_ask_never_exceeds_the_exchange_limit(clock, monkeypatch):
+    monkeypatch.setattr(worker, "MAX_TICKERS_PER_QUOTE", 3)
+    exchange = FakeExchange()
+    book = QuoteBook(exchange, max_age=1.0)
+    for ticker in ("A", "B", "C", "D"):
+        book.fetch(ticker)
+    clock[0] += 0.9
+
+    book.fetch("E")
+
+    assert exchange.asked[-1] == ["E", "A", "B"]
