@@ -454,6 +454,7 @@ def throughput_phase(
         f"{args.warmup:.0f} s warm-up + {args.duration:.0f} s"
     )
     since_id = db.max_trade_id()
+    exchange_before = stack.exchange_stats()
     run = LoadRun(
         stack.web_url,
         customers,
@@ -503,6 +504,11 @@ def throughput_phase(
         (since_id,),
     )[0]
     overall = filled_total / max(1e-9, (last_fill or time.time()) - first)
+    exchange = {k: v - exchange_before.get(k, 0) for k, v in stack.exchange_stats().items()}
+    say(
+        f"  the exchange got {exchange['orders_received']:,} orders and "
+        f"{exchange['quote_batches']:,} quote requests for {exchange['quotes']:,} tickers"
+    )
     say(
         f"  filled {overall:,.0f} trades/s from the first request to the last fill "
         f"({filled_total:,} of {placed_total:,}); place→filled at saturation "

@@ -250,6 +250,7 @@ class Exchange:
         return time.monotonic() - self._started
 
     def quote(self, ticker: str) -> dict[str, Any] | None:
+        self.stats.incr("quotes")
         if not is_listed(ticker):
             return None
         price = self.market.tick(ticker)
@@ -257,6 +258,7 @@ class Exchange:
 
     def quotes(self, tickers: Iterable[str]) -> dict[str, Any]:
         """Quote each ticker once, in the order given, exactly as :meth:`quote` would."""
+        self.stats.incr("quote_batches")
         listed: list[dict[str, Any]] = []
         unknown: list[str] = []
         for ticker in dict.fromkeys(tickers):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 COUNTERS = (
+    "quotes",
+    "quote_batches",
     "orders_received",
     "duplicate_submissions",
     "conflicts",

@@ -34,9 +34,15 @@ from trades.execution import QuoteNeeded, rejected_report, trade_send_next, trad
 
 logger = logging.getLogger("outbox.worker")
 
+# With the ticker of each customer's next trade (read without locks: only to ask the
+# exchange for every quote the batch needs in one request, before the transactions).
 _CUSTOMERS_WITH_WORK_SQL = """
-SELECT customer_id FROM outbox_outboxmessage WHERE shard = %s
-GROUP BY customer_id ORDER BY min(id) LIMIT %s
+SELECT o.customer_id, (
+    SELECT t.ticker FROM trades_trade t
+    WHERE t.customer_id = o.customer_id AND t.status IN ('placed', 'in_progress')
+    ORDER BY t.seq LIMIT 1
+) FROM outbox_outboxmessage o WHERE o.shard = %s
+GROUP BY o.customer_id ORDER BY min(o.id) LIMIT %s
 """
 CUSTOMER_SET_ASIDE_SECONDS = 5.0
 
@@ -68,8 +74,9 @@ class QuoteBook(Mapping[str, Decimal | None]):
     """Quotes younger than `max_age`, by ticker (None: the exchange does not list it). A
     recent quote is reused: the collar, not the quote's age, is what guarantees a fill
     never costs more than its hold. Quotes are asked for in batches: one request brings
-    the missing ticker and every quote of the book past half its age, so a busy leader
-    asks about once per half `max_age`, not once per trade."""
+    the missing ticker and every quote of the book past three quarters of its age, so a
+    busy leader refreshes its whole book about once per `max_age`, and otherwise asks only
+    for tickers it has not seen yet, instead of asking once per trade."""
 
     def __init__(self, client: ExchangeClient, max_age: float) -> None:
         self.client = client
@@ -88,11 +95,11 @@ class QuoteBook(Mapping[str, Decimal | None]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def fetch(self, ticker: str) -> None:
-        """Ask the exchange for `ticker` and the ageing quotes; raises ExchangeError."""
+    def fetch(self, *tickers: str) -> None:
+        """Ask the exchange for `tickers` and the ageing quotes; raises ExchangeError."""
         asked_at = time.monotonic()
-        ageing = asked_at - self.max_age / 2
-        wanted = [ticker] + [t for t, (at, _) in self._quotes.items() if at < ageing]
+        ageing = asked_at - self.max_age * 0.75
+        wanted = [*tickers] + [t for t, (at, _) in self._quotes.items() if at < ageing]
         wanted = list(dict.fromkeys(wanted))[:MAX_TICKERS_PER_QUOTE]
         for symbol, quote in self.client.quotes(wanted).items():
             # None: unlisted; its trades are rejected, and their customers' queues move on.
@@ -226,11 +233,13 @@ class ShardWorker:
             try:
                 with connection.cursor() as cursor:
                     cursor.execute(_CUSTOMERS_WITH_WORK_SQL, [shard, self.batch_size])
-                    waiting = [row[0] for row in cursor.fetchall()]
+                    waiting = cursor.fetchall()
                 now = time.monotonic()
-                customers = [c for c in waiting if self._set_aside.get(c, 0.0) <= now]
+                customers = [c for c, _ in waiting if self._set_aside.get(c, 0.0) <= now]
                 if not customers:
                     return  # nothing, or only customers set aside: the poll comes back
+                if not self._quote_ahead(shard, {t for _, t in waiting if t is not None}):
+                    return
                 for customer_id in customers:
                     self._maintain_leadership_if_due()
                     if self.leadership.epoch(shard) != epoch:
@@ -257,6 +266,20 @@ class ShardWorker:
             exc,
         )
         self._set_aside[customer_id] = time.monotonic() + CUSTOMER_SET_ASIDE_SECONDS
+
+    def _quote_ahead(self, shard: int, tickers: set[str]) -> bool:
+        """Make sure the book quotes `tickers`; False (and the shard rests) if the exchange
+        cannot say. A trade whose ticker changed meanwhile still asks for its own quote."""
+        missing = [ticker for ticker in sorted(tickers) if ticker not in self.quotes]
+        if not missing:
+            return True
+        try:
+            self.quotes.fetch(*missing)
+        except ExchangeError as exc:
+            logger.warning("event=quote_failed tickers=%s error=%r", ",".join(missing), exc)
+            self._backoff_until[shard] = time.monotonic() + 1.0
+            return False
+        return True
 
     def _send_next(self, shard: int, epoch: int, customer_id: int) -> bool:
         """Move one customer's next trade; False if the shard should not be drained further."""

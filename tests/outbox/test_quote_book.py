@@ -31,15 +31,15 @@ def clock(monkeypatch):
     return now
 
 
-def test_a_missing_ticker_is_asked_for_with_the_quotes_past_half_their_age(clock):
+def test_a_missing_ticker_is_asked_for_with_the_quotes_about_to_expire(clock):
     exchange = FakeExchange()
     book = QuoteBook(exchange, max_age=1.0)
 
     book.fetch("AAPL")
-    clock[0] += 0.3
+    clock[0] += 0.5
     book.fetch("MSFT")  # AAPL is still young: not asked again
     clock[0] += 0.3
-    book.fetch("GOOG")  # AAPL (0.6 s) and MSFT (0.3 s): only AAPL is past half its age
+    book.fetch("GOOG")  # AAPL (0.8 s) and MSFT (0.3 s): only AAPL is past 3/4 of its age
 
     assert exchange.asked == [["AAPL"], ["MSFT"], ["GOOG", "AAPL"]]
     assert dict(book) == {t: Decimal("10.00") for t in ("AAPL", "MSFT", "GOOG")}

@@ -39,3 +39,30 @@ def test_a_customer_whose_work_fails_is_set_aside_and_the_rest_of_the_shard_goes
 
     worker._drain(3)  # the poisoned customer waits out its time; nothing else to do
     assert calls == [1001, 1002]
+
+
+@pytest.mark.django_db
+def test_the_quotes_a_batch_needs_are_asked_for_in_one_request_before_any_transaction(
+    worker, monkeypatch, make_customer
+):
+    from tests.outbox.test_quote_book import FakeExchange
+    from trades.services import trade_place
+
+    first, second = make_customer(), make_customer()
+    for customer, ticker in ((first, "AAPL"), (second, "MSFT")):
+        trade_place(customer_id=customer.id, ticker=ticker, side="buy", quantity=1)
+        OutboxMessage.objects.filter(customer_id=customer.id).update(shard=3)
+    exchange = FakeExchange()
+    worker.quotes.client = exchange
+    quoted_at_send = []
+
+    def send_next(*, shard, epoch, customer_id, quotes):
+        quoted_at_send.append(sorted(quotes))
+        OutboxMessage.objects.filter(customer_id=customer_id).delete()
+
+    monkeypatch.setattr(worker_module, "trade_send_next", send_next)
+
+    worker._drain(3)
+
+    assert exchange.asked == [["AAPL", "MSFT"]]
+    assert quoted_at_send == [["AAPL", "MSFT"], ["AAPL", "MSFT"]]
