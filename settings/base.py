@@ -86,8 +86,12 @@ DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
 # Server-side parameters, and statements prepared on their second use in a session: the
 # hot paths run the same few statements, and planning them every time cost more of the
 # database's CPU than executing them.
+# "off": never prepare (a pooler in transaction mode older than PgBouncer 1.21).
+PREPARE_THRESHOLD = env("DB_PREPARE_THRESHOLD", default="1")
 DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
-DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 1)
+DATABASES["default"]["OPTIONS"]["prepare_threshold"] = (
+    None if PREPARE_THRESHOLD == "off" else int(PREPARE_THRESHOLD)
+)
 # How this process's sessions show in pg_stat_activity (a URL's ?application_name= wins).
 DATABASES["default"]["OPTIONS"].setdefault(
     "application_name", env("DB_APPLICATION_NAME", default="brokerage")
