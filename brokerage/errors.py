@@ -17,9 +17,15 @@ from rest_framework.views import exception_handler
 
 logger = logging.getLogger(__name__)
 
-# The database went away (a restart, a failover) or gave up on a lock: nothing was
-# written, and the same request, with the same client_order_id, can simply be retried.
+# The database went away (a restart, a failover) or gave up on a lock. Usually nothing
+# was written, but a connection lost just after a commit loses its answer too: the
+# outcome is unknown, and the same request with the same client_order_id is the safe
+# retry (it returns the trade if there is one).
 DATABASE_RETRY_AFTER_SECONDS = 1
+DATABASE_UNAVAILABLE = (
+    "The database did not answer, so the outcome is unknown. Retry the same request; an "
+    "order retried with the same client_order_id is never placed twice."
+)
 
 
 class BrokerageError(Exception):
@@ -83,7 +89,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, OperationalError | InterfaceError):
         logger.warning("event=database_unavailable error=%r", exc)
         response = Response(
-            {"error": "database_unavailable", "detail": "Try again shortly; nothing was done."},
+            {"error": "database_unavailable", "detail": DATABASE_UNAVAILABLE},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)

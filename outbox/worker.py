@@ -28,6 +28,7 @@ from trades.exchange_client import (
     ExchangeClient,
     ExchangeError,
     ExchangeRejectedRequest,
+    ExchangeUnavailable,
     OrderRequest,
 )
 from trades.execution import QuoteNeeded, rejected_report, trade_send_next, trade_settle
@@ -96,12 +97,22 @@ class QuoteBook(Mapping[str, Decimal | None]):
         return sum(1 for _ in self)
 
     def fetch(self, *tickers: str) -> None:
-        """Ask the exchange for `tickers` and the ageing quotes; raises ExchangeError."""
+        """Ask the exchange for `tickers` and the ageing quotes; raises ExchangeError. An
+        answer the client refuses (one odd ticker spoils a batch) is asked again for
+        `tickers` alone, so that a bad ticker in the book only holds up its own trades."""
         asked_at = time.monotonic()
         ageing = asked_at - self.max_age * 0.75
         wanted = [*tickers] + [t for t, (at, _) in self._quotes.items() if at < ageing]
         wanted = list(dict.fromkeys(wanted))[:MAX_TICKERS_PER_QUOTE]
-        for symbol, quote in self.client.quotes(wanted).items():
+        try:
+            quotes = self.client.quotes(wanted)
+        except ExchangeUnavailable:
+            raise
+        except ExchangeError:
+            if len(wanted) == len(set(tickers)):
+                raise
+            quotes = self.client.quotes(list(dict.fromkeys(tickers)))
+        for symbol, quote in quotes.items():
             # None: unlisted; its trades are rejected, and their customers' queues move on.
             self._quotes[symbol] = (asked_at, quote.price if quote else None)
 
@@ -268,17 +279,20 @@ class ShardWorker:
         self._set_aside[customer_id] = time.monotonic() + CUSTOMER_SET_ASIDE_SECONDS
 
     def _quote_ahead(self, shard: int, tickers: set[str]) -> bool:
-        """Make sure the book quotes `tickers`; False (and the shard rests) if the exchange
-        cannot say. A trade whose ticker changed meanwhile still asks for its own quote."""
+        """Try to have the book quote `tickers` before the batch's transactions; False (and
+        the shard rests) if the exchange is unreachable. Any other failure is left to each
+        trade's own quote request, so that one bad ticker holds up only its own trades."""
         missing = [ticker for ticker in sorted(tickers) if ticker not in self.quotes]
         if not missing:
             return True
         try:
             self.quotes.fetch(*missing)
-        except ExchangeError as exc:
+        except ExchangeUnavailable as exc:
             logger.warning("event=quote_failed tickers=%s error=%r", ",".join(missing), exc)
             self._backoff_until[shard] = time.monotonic() + 1.0
             return False
+        except ExchangeError as exc:
+            logger.warning("event=quote_batch_refused tickers=%s error=%r", ",".join(missing), exc)
         return True
 
     def _send_next(self, shard: int, epoch: int, customer_id: int) -> bool:

@@ -57,6 +57,9 @@ FROM account LEFT JOIN LATERAL (
 """
 
 
+_NO_QUOTE = object()
+
+
 class QuoteNeeded(Exception):
     """The customer's next trade needs a quote the caller has not supplied."""
 
@@ -129,9 +132,9 @@ def trade_send_next(
         nxt = NextTrade(*row[1:]) if row[1] is not None else None
         if nxt is None or nxt.status == Trade.Status.IN_PROGRESS:
             return None
-        if nxt.ticker not in quotes:
+        quote = quotes.get(nxt.ticker, _NO_QUOTE)  # one look: a quote may expire meanwhile
+        if quote is _NO_QUOTE:
             raise QuoteNeeded(nxt.ticker)
-        quote = quotes[nxt.ticker]
         collar = settings.PRICE_COLLAR
         now = timezone.now()
         hold = limit = None

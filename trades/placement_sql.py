@@ -3,11 +3,12 @@ straight at Postgres (no Django) to measure the machine's ceiling."""
 
 # The whole placement in one statement, and so one round trip and one transaction: lock
 # the customer's account row while taking their next sequence number and a token from
-# their rate-limit bucket, insert the trade and, unless an earlier trade of the customer is
-# still open (its settlement wakes the leader for this one), the outbox row. It writes
-# nothing when the
-# customer has no account, is over their rate limit, or already used the client_order_id
-# (a concurrent twin with the same key fails the unique index instead).
+# their rate-limit bucket, insert the trade and the outbox row. The row is written even
+# behind an open trade: this statement's snapshot predates its wait for the account lock,
+# so it cannot tell whether that trade's settlement has just committed without waking
+# anyone. It writes nothing when the customer has no account, is over their rate limit,
+# or already used the client_order_id (a concurrent twin with the same key fails the
+# unique index instead).
 # The customer's rate-limit bucket as of now: refilled at %(rate)s per second up to %(burst)s.
 TOKENS_NOW = (
     "LEAST(%(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s)"
@@ -36,14 +37,8 @@ WITH account AS (
 ), outbox AS (
     INSERT INTO outbox_outboxmessage (shard, customer_id, created_at)
     SELECT shard, customer_id, clock_timestamp() FROM account
-    WHERE NOT EXISTS (
-        SELECT 1 FROM trades_trade
-        WHERE customer_id = %(customer_id)s AND status IN ('placed', 'in_progress')
-    )
-    RETURNING shard
 )
-SELECT trade.id, trade.seq, trade.created_at, account.shard, EXISTS (SELECT FROM outbox)
-FROM trade, account
+SELECT trade.id, trade.seq, trade.created_at, account.shard FROM trade, account
 """
 
 # Why a placement wrote nothing: the account's bucket now, if there is an account.

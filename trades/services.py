@@ -59,11 +59,10 @@ def trade_place(
     """Accept a market order for the customer.
 
     One statement, so one transaction: locks the customer's account row while taking
-    their next sequence number and a rate-limit token, inserts the trade (`placed`) and,
-    if it is the customer's only open trade, an outbox row; the shard is woken after commit
-    (a trade behind an open one goes out when that one settles). A client_order_id seen
-    before returns the original trade (same terms) or raises Conflict (different terms);
-    over the rate limit raises RateLimited; in every refusal nothing is written.
+    their next sequence number and a rate-limit token, inserts the trade (`placed`) and
+    an outbox row; the shard is woken after commit. A client_order_id seen before returns
+    the original trade (same terms) or raises Conflict (different terms); over the rate
+    limit raises RateLimited; in every refusal nothing is written.
     """
     params = {
         "customer_id": customer_id,
@@ -86,9 +85,8 @@ def trade_place(
         row = None  # a concurrent request with the same client_order_id won
     if row is None:
         return _refused_placement(params)
-    trade_id, seq, created_at, shard, queued = row
-    if queued:
-        transaction.on_commit(lambda: shard_waker().wake(shard))
+    trade_id, seq, created_at, shard = row
+    transaction.on_commit(lambda: shard_waker().wake(shard))
     logger.info(
         "event=trade_placed trade=%s customer=%s shard=%s seq=%s", trade_id, customer_id, shard, seq
     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -648,3 +651,20 @@ def test_concurrent_load(make_sim: Callable[..., Sim], make_receiver) -> None:
     assert (stats["out_of_order"], stats["overlapping"]) == (0, 0)
     payloads = [json.loads(r.body) for r in receiver.requests]
     assert len({p["data"]["client_order_id"] for p in payloads}) == total
+
+
+def test_a_client_that_resets_its_connection_is_logged_not_traced(make_sim, caplog, capsys):
+    sim = make_sim()
+    host, port = sim.simulator.url.removeprefix("http://").split(":")
+    caplog.set_level(logging.INFO, logger="exchange_simulator")
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(b"GET /quotes/AA")  # half a request line, then a reset
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    wait_until(
+        lambda: any("client_gone" in r.getMessage() for r in caplog.records),
+        5,
+        "the simulator to notice the reset",
+    )
+    assert "Traceback" not in capsys.readouterr().err
+    assert sim.get("/quotes/AAPL").status_code == 200

@@ -7,7 +7,7 @@ import pytest
 
 from outbox import worker
 from outbox.worker import QuoteBook
-from trades.exchange_client import Quote
+from trades.exchange_client import ExchangeError, ExchangeUnavailable, Quote
 
 
 class FakeExchange:
@@ -75,3 +75,45 @@ def test_one_ask_never_exceeds_the_exchange_limit(clock, monkeypatch):
     book.fetch("E")
 
     assert exchange.asked[-1] == ["E", "A", "B"]
+
+
+class RefusesBatchesWith:
+    """An exchange whose answer the client refuses whenever `bad` is asked for."""
+
+    def __init__(self, bad, error):
+        self.bad = bad
+        self.error = error
+        self.asked: list[list[str]] = []
+        self.good = FakeExchange()
+
+    def quotes(self, tickers):
+        self.asked.append(list(tickers))
+        if self.bad in tickers:
+            raise self.error
+        return self.good.quotes(tickers)
+
+
+def test_a_ticker_that_spoils_its_batch_holds_up_only_its_own_trades(clock):
+    exchange = RefusesBatchesWith("ODD", ExchangeError("malformed quotes"))
+    book = QuoteBook(exchange, max_age=1.0)
+    exchange.bad = None
+    book.fetch("ODD")  # quoted once, while the exchange still answered for it
+    exchange.bad = "ODD"
+    clock[0] += 0.9
+
+    book.fetch("AAPL")
+
+    assert exchange.asked[-2:] == [["AAPL", "ODD"], ["AAPL"]]
+    assert book["AAPL"] == Decimal("10.00")
+    with pytest.raises(ExchangeError):
+        book.fetch("ODD")
+
+
+def test_an_unreachable_exchange_is_not_asked_twice(clock):
+    exchange = RefusesBatchesWith("AAPL", ExchangeUnavailable("down"))
+    book = QuoteBook(exchange, max_age=1.0)
+
+    with pytest.raises(ExchangeUnavailable):
+        book.fetch("AAPL")
+
+    assert exchange.asked == [["AAPL"]]

@@ -96,12 +96,6 @@ class TestSend:
         assert trade.reason == INSUFFICIENT_SHARES
         assert position(customer.id).held == 0
 
-    def test_a_trade_placed_behind_an_open_one_waits_without_an_outbox_row(self, customer):
-        place_and_send(customer.id, quantity=1)
-        place(customer.id, quantity=1)
-
-        assert not OutboxMessage.objects.exists()
-
     def test_only_one_trade_in_flight_per_customer(self, customer):
         first, _ = place_and_send(customer.id, quantity=1)
         second = trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
@@ -124,6 +118,19 @@ class TestSend:
         assert need.value.ticker == "MSFT"
         assert Trade.objects.get(id=trade.id).status == "placed"
         assert OutboxMessage.objects.filter(customer_id=customer.id).exists()
+
+    def test_a_quote_that_expires_while_it_is_looked_at_is_asked_for_again(self, customer):
+        class Expiring(dict):
+            def __contains__(self, ticker):
+                return True  # it was there a moment ago
+
+        trade = place(customer.id, quantity=1)
+        shard, epoch = lead_shard_of(customer.id)
+
+        with pytest.raises(QuoteNeeded):
+            trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=Expiring())
+
+        assert Trade.objects.get(id=trade.id).status == "placed"
 
     def test_a_stale_epoch_changes_nothing(self, customer):
         trade = trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
@@ -163,14 +170,19 @@ class TestSettle:
     def test_settling_wakes_the_leader_for_the_trade_waiting_behind(self, customer, status):
         trade, _ = place_and_send(customer.id, quantity=1)
         waiting = place(customer.id, quantity=1)
+        shard, epoch = lead_shard_of(customer.id)
+        # The leader takes the placement's wake-up and finds a trade in flight: it waits.
+        quotes = {"AAPL": Decimal(100)}
+        assert (
+            trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes)
+            is None
+        )
+        assert not OutboxMessage.objects.exists()
 
         trade_settle(report=report_for(trade, status=status))
 
         assert OutboxMessage.objects.filter(customer_id=customer.id).count() == 1
-        shard, epoch = lead_shard_of(customer.id)
-        order = trade_send_next(
-            shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": Decimal(100)}
-        )
+        order = trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes)
         assert order.client_order_id == str(waiting.id)
 
     def test_a_filled_sell_delivers_and_receives(self, customer):
