@@ -328,7 +328,9 @@ class ShardWorker:
 
     def _submit(self, order: OrderRequest) -> None:
         """On a submit thread: send the order. A failure is left to the reaper, which
-        finds the trade in flight past its deadline and re-sends it (idempotently)."""
+        finds the trade in flight past its deadline and re-sends it (idempotently). An
+        order the exchange refuses is booked rejected only once the exchange confirms it
+        never recorded it (a retried submission of a recorded order must not be)."""
         try:
             result = self._client().submit_order(order)
             logger.info(
@@ -338,7 +340,7 @@ class ShardWorker:
                 result.exchange_order_id,
             )
         except ExchangeRejectedRequest as exc:
-            self._refused.put((order, f"refused by exchange: {exc.detail}"[:200]))
+            self._book_refusal_if_unrecorded(order, f"refused by exchange: {exc.detail}"[:200])
         except ExchangeError as exc:
             logger.warning(
                 "event=submit_failed trade=%s customer=%s error=%r",
@@ -348,6 +350,21 @@ class ShardWorker:
             )
         except Exception:
             logger.exception("event=submit_crashed trade=%s", order.client_order_id)
+
+    def _book_refusal_if_unrecorded(self, order: OrderRequest, reason: str) -> None:
+        try:
+            known = self._client().get_order(order.client_order_id)
+        except ExchangeError as exc:
+            logger.warning(
+                "event=refusal_unconfirmed trade=%s error=%r", order.client_order_id, exc
+            )
+            return  # the reaper asks again past the deadline
+        if known is not None:
+            logger.warning(
+                "event=refused_but_recorded trade=%s status=%s", order.client_order_id, known.status
+            )
+            return  # its callback, or the reaper, settles it from what the exchange says
+        self._refused.put((order, reason))
 
     def _settle_refused(self) -> None:
         while True:

@@ -1,9 +1,17 @@
+from decimal import Decimal
+
 import pytest
 from django.db import DataError
 
 from outbox import worker as worker_module
 from outbox.models import OutboxMessage
 from outbox.worker import ShardWorker
+from trades.exchange_client import (
+    ExchangeRejectedRequest,
+    ExchangeUnavailable,
+    OrderRequest,
+    OrderState,
+)
 
 
 @pytest.fixture
@@ -66,3 +74,60 @@ def test_the_quotes_a_batch_needs_are_asked_for_in_one_request_before_any_transa
 
     assert exchange.asked == [["AAPL", "MSFT"]]
     assert quoted_at_send == [["AAPL", "MSFT"], ["AAPL", "MSFT"]]
+
+
+class RefusingExchange:
+    """Answers every submission with a 400; `recorded` is what GET /orders says."""
+
+    def __init__(self, recorded):
+        self.recorded = recorded
+
+    def submit_order(self, order):
+        raise ExchangeRejectedRequest("invalid_order", "bad price")
+
+    def get_order(self, client_order_id):
+        if isinstance(self.recorded, Exception):
+            raise self.recorded
+        return self.recorded
+
+
+ORDER = OrderRequest(
+    client_order_id="77",
+    account_id="5",
+    sequence=1,
+    ticker="AAPL",
+    side="buy",
+    quantity=1,
+    max_price=Decimal("105.0000"),
+    min_price=None,
+    callback_url="http://127.0.0.1:1/exchange/callback/",
+)
+KNOWN = OrderState(
+    client_order_id="77",
+    exchange_order_id="X-77",
+    status="open",
+    ticker="AAPL",
+    side="buy",
+    quantity=1,
+    fill_price=None,
+    executed_at=None,
+    reason=None,
+)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "booked"),
+    [(None, True), (KNOWN, False), (ExchangeUnavailable("down"), False)],
+    ids=["never-recorded", "recorded-after-all", "cannot-tell"],
+)
+def test_a_refused_order_is_booked_rejected_only_if_the_exchange_never_recorded_it(
+    worker, recorded, booked
+):
+    worker._local.client = RefusingExchange(recorded)
+
+    worker._submit(ORDER)
+
+    assert (not worker._refused.empty()) is booked
+    if booked:
+        order, reason = worker._refused.get_nowait()
+        assert order == ORDER and reason == "refused by exchange: bad price"
