@@ -28,16 +28,17 @@ VALUES (%(customer_id)s, %(trade_id)s, %(cash_kind)s, NULL, %(cash)s, NULL, now(
        (%(customer_id)s, %(trade_id)s, %(shares_kind)s, %(ticker)s, NULL, %(shares)s, now())
 """
 # Each settlement is one statement (one round trip): every part runs, or none does.
+_ADD_SHARES_SQL = """
+INSERT INTO balances_position (customer_id, ticker, quantity, held)
+VALUES (%(customer_id)s, %(ticker)s, %(quantity)s, 0)
+ON CONFLICT (customer_id, ticker)
+DO UPDATE SET quantity = balances_position.quantity + EXCLUDED.quantity
+"""
 _BUY_SETTLE_SQL = f"""
 WITH paid AS (
     UPDATE balances_account SET cash = cash - %(cost)s, cash_held = cash_held - %(hold)s
     WHERE customer_id = %(customer_id)s
-), delivered AS (
-    INSERT INTO balances_position (customer_id, ticker, quantity, held)
-    VALUES (%(customer_id)s, %(ticker)s, %(quantity)s, 0)
-    ON CONFLICT (customer_id, ticker)
-    DO UPDATE SET quantity = balances_position.quantity + EXCLUDED.quantity
-)
+), delivered AS ({_ADD_SHARES_SQL})
 {_LEDGER_PAIR_SQL}
 """
 _SELL_SETTLE_SQL = f"""
@@ -48,11 +49,6 @@ WITH delivered AS (
     UPDATE balances_account SET cash = cash + %(proceeds)s WHERE customer_id = %(customer_id)s
 )
 {_LEDGER_PAIR_SQL}
-"""
-_ADD_SHARES_SQL = """
-INSERT INTO balances_position (customer_id, ticker, quantity, held) VALUES (%s, %s, %s, 0)
-ON CONFLICT (customer_id, ticker)
-DO UPDATE SET quantity = balances_position.quantity + EXCLUDED.quantity
 """
 
 
@@ -104,7 +100,9 @@ def shares_transfer_in(*, customer_id: int, ticker: str, quantity: int) -> None:
     if quantity <= 0:
         raise ValueError("a transfer must be positive")
     with transaction.atomic():
-        _execute(_ADD_SHARES_SQL, [customer_id, ticker, quantity])
+        _execute(
+            _ADD_SHARES_SQL, {"customer_id": customer_id, "ticker": ticker, "quantity": quantity}
+        )
         _ledger_shares(
             customer_id=customer_id,
             trade_id=None,

@@ -546,22 +546,35 @@ def throughput_phase(
     }
 
 
+def open_loop(
+    args: argparse.Namespace,
+    stack: Stack,
+    customers: list[Customer],
+    tickers: list[str],
+    *,
+    seconds: float,
+    tag: str,
+) -> LoadRun:
+    """Requests due at `--rate` per second for `seconds`, starting in the background."""
+    return LoadRun(
+        stack.web_url,
+        customers,
+        tickers,
+        processes=args.load_processes,
+        threads=OPEN_LOOP_THREADS,
+        seconds=seconds,
+        rate=args.rate,
+        tag=f"{tag}{secrets.token_hex(3)}-",
+    )
+
+
 def latency_phase(
     args: argparse.Namespace, stack: Stack, db: Db, customers: list[Customer], tickers: list[str]
 ) -> dict:
     """(b) Open loop at a fixed rate: place latency, and (c) place→filled latency."""
     say(f"(b) latency: open loop at {args.rate:.0f} trades/s for {args.latency_duration:.0f} s")
     since_id = db.max_trade_id()
-    run = LoadRun(
-        stack.web_url,
-        customers,
-        tickers,
-        processes=args.load_processes,
-        threads=OPEN_LOOP_THREADS,
-        seconds=args.latency_duration,
-        rate=args.rate,
-        tag=f"l{secrets.token_hex(3)}-",
-    )
+    run = open_loop(args, stack, customers, tickers, seconds=args.latency_duration, tag="l")
     snapshots = watch(db, run, since_id, {"begin": run.begin + 1, "end": run.end})
     samples = run.result()
     groups = {proc.pid: name for name, proc in stack.procs.items()}
@@ -603,16 +616,7 @@ def failover_phase(
     shards = half(1, 2)
     say(f"(d) failover: SIGKILL the leader of shards 1/2 under {args.rate:.0f} trades/s")
     since_id = db.max_trade_id()
-    run = LoadRun(
-        stack.web_url,
-        customers,
-        tickers,
-        processes=args.load_processes,
-        threads=OPEN_LOOP_THREADS,
-        seconds=args.failover_load,
-        rate=args.rate,
-        tag=f"f{secrets.token_hex(3)}-",
-    )
+    run = open_loop(args, stack, customers, tickers, seconds=args.failover_load, tag="f")
     time.sleep(max(0.0, run.begin + 2 - time.time()))
     before = db.leases(shards)
     holders = {holder for holder, _ in before.values()}

@@ -263,6 +263,15 @@ class FaultRunner:
             log.seek(mark)
             return log.read().decode(errors="replace")
 
+    def _leader_to_hit(self, fault: Fault) -> tuple[str, dict[int, int]] | None:
+        """The leader `fault` is aimed at, counting the fault; None (skipped) if there is none."""
+        found = self.leader(fault.half)
+        if found is None:
+            self.skipped[fault.kind] += 1
+        else:
+            self._count(fault)
+        return found
+
     def leader(self, half: int) -> tuple[str, dict[int, int]] | None:
         """The worker of `half` leading most of its shards, with those shards' epochs."""
         held = self.held_by(half)
@@ -333,12 +342,10 @@ class FaultRunner:
             self.counts[fault.kind] += 1
 
     def kill_leader(self, fault: Fault) -> None:
-        found = self.leader(fault.half)
+        found = self._leader_to_hit(fault)
         if found is None:
-            self.skipped[fault.kind] += 1
             return
         name, before = found
-        self._count(fault)
         self.stack.sigkill(name)
         failover = self.await_takeover(
             fault.kind, name, fault.half, before, timeout=TAKEOVER_TIMEOUT_S
@@ -371,12 +378,10 @@ class FaultRunner:
         self._stop(fault, depose=True)
 
     def _stop(self, fault: Fault, *, depose: bool) -> None:
-        found = self.leader(fault.half)
+        found = self._leader_to_hit(fault)
         if found is None:
-            self.skipped[fault.kind] += 1
             return
         name, before = found
-        self._count(fault)
         mark = self.log_mark(name)
         sessions_before = set(self.sessions(f"leader {name}"))
         waiting: list[str] = []
@@ -450,12 +455,10 @@ class FaultRunner:
         )
 
     def terminate_lock_session(self, fault: Fault) -> None:
-        found = self.leader(fault.half)
+        found = self._leader_to_hit(fault)
         if found is None:
-            self.skipped[fault.kind] += 1
             return
         name, before = found
-        self._count(fault)
         terminated = self.terminate(f"leader {name}")
         failover = self.await_takeover(
             fault.kind, name, fault.half, before, timeout=TAKEOVER_TIMEOUT_S, same_allowed=True

@@ -10,9 +10,9 @@ SELECT %(shard)s, %(customer_id)s, now() WHERE {condition}
 """
 
 
-def outbox_enqueue(*, customer_id: int, shard: int, only_if: str = "true") -> bool:
+def outbox_enqueue(*, customer_id: int, shard: int, only_if: str = "true") -> None:
     """Record that the customer needs their shard leader's attention; with `only_if` (an SQL
-    condition that may use %(customer_id)s), only when it holds. True if it was recorded.
+    condition that may use %(customer_id)s), only when it holds.
 
     Must run inside the transaction that made the change; the shard is woken only
     after that transaction commits (and not at all if it rolls back)."""
@@ -23,4 +23,3 @@ def outbox_enqueue(*, customer_id: int, shard: int, only_if: str = "true") -> bo
         written = cursor.rowcount == 1
     if written:
         transaction.on_commit(lambda: shard_waker().wake(shard))
-    return written

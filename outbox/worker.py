@@ -102,16 +102,16 @@ class QuoteBook(Mapping[str, Decimal | None]):
         `tickers` alone, so that a bad ticker in the book only holds up its own trades."""
         asked_at = time.monotonic()
         ageing = asked_at - self.max_age * 0.75
-        wanted = [*tickers] + [t for t, (at, _) in self._quotes.items() if at < ageing]
-        wanted = list(dict.fromkeys(wanted))[:MAX_TICKERS_PER_QUOTE]
+        asked = list(dict.fromkeys(tickers))
+        extra = [t for t, (at, _) in self._quotes.items() if at < ageing and t not in asked]
         try:
-            quotes = self.client.quotes(wanted)
+            quotes = self.client.quotes((asked + extra)[:MAX_TICKERS_PER_QUOTE])
         except ExchangeUnavailable:
             raise
         except ExchangeError:
-            if len(wanted) == len(set(tickers)):
+            if not extra:
                 raise
-            quotes = self.client.quotes(list(dict.fromkeys(tickers)))
+            quotes = self.client.quotes(asked)
         for symbol, quote in quotes.items():
             # None: unlisted; its trades are rejected, and their customers' queues move on.
             self._quotes[symbol] = (asked_at, quote.price if quote else None)
