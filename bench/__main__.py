@@ -26,6 +26,7 @@ from brokerage import embedded_postgres
 from brokerage.stack import Stack, wait_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
+LOGS = RESULTS / "logs"
 SHARD_COUNT = 100
 HALVES = {"1/2": ("a1", "a2"), "2/2": ("b1", "b2")}
 # settings/base.py's defaults, which Stack replaces with quicker ones for the tests.
@@ -310,24 +311,93 @@ def measure_ceiling(
     return best
 
 
+def production_env(args: argparse.Namespace) -> dict[str, str]:
+    """Production-like: no DEBUG (it records every query), the settings' defaults."""
+    return {
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": args.log_level,
+        **PRODUCTION_TIMINGS,
+    }
+
+
+def measure_web_ceiling(
+    args: argparse.Namespace, url: str, db: Db, customer_ids: list[int], tickers: list[str]
+) -> dict[str, float]:
+    """The closed loop of (a), with nothing else running, on the ceiling's customers:
+    first against a bare DRF view inserting the trade and outbox rows through the ORM
+    (bench.bare_drf: what Django + DRF under gunicorn can do here at all), then against
+    our placement API alone (no shard workers, no callbacks sharing the cores)."""
+    first, last = customer_ids[0], customer_ids[-1]
+    customers = load_customers(db, len(customer_ids), first=first)
+    threads = max(1, args.clients // args.load_processes)
+    if len(customers) < threads * args.load_processes:
+        say("web ceiling: skipped (fewer ceiling customers than clients)")
+        return {}
+    say(
+        f"web ceiling: the closed loop of (a), {args.clients} clients, gunicorn "
+        f"{args.web_workers} sync workers and nothing else, {args.ceiling_seconds:.0f} s each"
+    )
+    variants = {
+        "bare_drf": (
+            "a bare DRF view inserting the trade and outbox rows through the ORM",
+            {
+                "DJANGO_SETTINGS_MODULE": "bench.bare_drf.settings",
+                "BARE_DRF_FIRST_CUSTOMER": str(first),
+                "BARE_DRF_LAST_CUSTOMER": str(last),
+            },
+        ),
+        "api_alone": ("our placement API, no execution running", {}),
+    }
+    rates = {}
+    for name, (label, env) in variants.items():
+        (LOGS / name).mkdir()
+        stack = Stack(
+            LOGS / name, database_url=url, shard_count=SHARD_COUNT, **production_env(args), **env
+        )
+        try:
+            stack.start_web(args.web_workers)
+            run = LoadRun(
+                stack.web_url,
+                customers,
+                tickers,
+                processes=args.load_processes,
+                threads=threads,
+                seconds=1 + args.ceiling_seconds,
+                tag=f"w{secrets.token_hex(3)}-",
+            )
+            window = (run.begin + 1, run.end)
+            snapshots = watch(db, run, db.max_trade_id(), {"begin": window[0], "end": window[1]})
+            samples = run.result()
+            groups = {proc.pid: name for name, proc in stack.procs.items()}
+            used = cpu.usage(snapshots["begin"], snapshots["end"], groups, args.database)
+        finally:
+            stack.stop_all()
+        counted = [s for s in samples if window[0] <= s.started + s.latency < window[1]]
+        created = [s.latency for s in counted if s.status == 201]
+        rates[f"{name}_per_s"] = round(len(created) / (window[1] - window[0]), 1)
+        say(
+            f"  {rates[f'{name}_per_s']:8,.0f} requests/s  ({label}; p50 "
+            f"{ms(percentile(created, 50))} ms, p99 {ms(percentile(created, 99))} ms; "
+            f"{status_line(counted)})"
+        )
+        describe_cpu(used, "    ")
+    cancelled = pg_ceiling.clean_up(url, first=first, last=last)
+    say(f"  cancelled the web ceiling's {cancelled:,} placed trades and removed their outbox rows")
+    return rates
+
+
 def start_stack(args: argparse.Namespace, url: str, db: Db) -> Stack:
     """Exchange, web, a leader and a standby per half of the shards, reaper."""
-    logs = RESULTS / "logs"
-    shutil.rmtree(logs, ignore_errors=True)
-    logs.mkdir(parents=True)
     stack = Stack(
-        logs,
+        LOGS,
         database_url=url,
         shard_count=SHARD_COUNT,
         separate_callbacks=bool(args.callback_web_workers),
-        # Production-like: no DEBUG (it records every query), the settings' defaults.
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(32),
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        LOG_LEVEL=args.log_level,
-        **PRODUCTION_TIMINGS,
+        **production_env(args),
     )
-    say(f"starting the stack (logs in {logs})")
+    say(f"starting the stack (logs in {LOGS})")
     try:
         # The exchange stands in for a remote system: keep its own logging quiet.
         stack.start_exchange("--fill-delay-ms", args.fill_delay_ms, "--log-level", "WARNING")
@@ -379,8 +449,9 @@ def start_stack(args: argparse.Namespace, url: str, db: Db) -> Stack:
     return stack
 
 
-def load_customers(db: Db, count: int) -> list[Customer]:
-    """Tokens of customers 1..count, with a ticker each holds enough of to sell some."""
+def load_customers(db: Db, count: int, first: int = 1) -> list[Customer]:
+    """Tokens of `count` customers from `first` on, with a ticker each holds enough of to
+    sell some."""
     rows = db.all(
         """
         SELECT t.key, p.ticker FROM authtoken_token t
@@ -388,9 +459,9 @@ def load_customers(db: Db, count: int) -> list[Customer]:
             SELECT ticker FROM balances_position
             WHERE customer_id = t.user_id AND quantity - held >= 100 ORDER BY ticker LIMIT 1
         ) p ON true
-        WHERE t.user_id <= %s ORDER BY t.user_id
+        WHERE t.user_id BETWEEN %s AND %s ORDER BY t.user_id
         """,
-        (count,),
+        (first, first + count - 1),
     )
     return [Customer(token=key, sell_ticker=ticker) for key, ticker in rows]
 
@@ -667,6 +738,10 @@ def verdict(results: dict) -> list[str]:
             line += f"  ({value / ceiling:.0%} of the Postgres ceiling"
             if pgbench := results.get("pgbench_plain_per_s"):
                 line += f", {value / pgbench:.0%} of pgbench's"
+            if key == "placed_per_s" and (bare := results.get("bare_drf_per_s")):
+                line += f"; {value / bare:.0%} of a bare DRF view's rate"
+                if alone := results.get("api_alone_per_s"):
+                    line += f", our API alone {alone / bare:.0%}"
             line += ")"
         lines.append(line)
     return lines
@@ -677,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     RESULTS.mkdir(exist_ok=True)
+    shutil.rmtree(LOGS, ignore_errors=True)
+    LOGS.mkdir()
     url = prepare_database(args)
     results: dict = {}
     with psycopg.connect(url, autocommit=True, application_name="bench") as conn:
@@ -686,14 +763,14 @@ def main(argv: list[str] | None = None) -> int:
         tickers = [r[0] for r in db.all("SELECT symbol FROM trades_ticker WHERE active")]
         ceiling_n = min(4000, args.customers // 4)
         first_ceiling = args.customers - ceiling_n + 1
-        ceiling = measure_ceiling(
-            args, url, list(range(first_ceiling, args.customers + 1)), tickers
-        )
+        ceiling_ids = list(range(first_ceiling, args.customers + 1))
+        ceiling = measure_ceiling(args, url, ceiling_ids, tickers)
         results["pg_ceiling_per_s"] = round(ceiling["plain"].per_s, 1)
         results["pg_ceiling_notify_per_s"] = round(ceiling["notify"].per_s, 1)
         for variant in ("pgbench_plain", "pgbench_notify"):
             if variant in ceiling:
                 results[f"{variant}_per_s"] = round(ceiling[variant].per_s, 1)
+        results.update(measure_web_ceiling(args, url, db, ceiling_ids, tickers))
         customers = load_customers(db, min(args.load_customers, first_ceiling - 1))
         stack = start_stack(args, url, db)
         try:
