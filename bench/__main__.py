@@ -376,13 +376,23 @@ def measure_web_ceiling(
             stack.stop_all()
         counted = [s for s in samples if window[0] <= s.started + s.latency < window[1]]
         created = [s.latency for s in counted if s.status == 201]
-        rates[f"{name}_per_s"] = round(len(created) / (window[1] - window[0]), 1)
+        rate = len(created) / (window[1] - window[0])
+        rates[f"{name}_per_s"] = round(rate, 1)
+        web_ms = 1000 * used.cores.get("web", 0.0) / max(1e-9, rate)
+        rates[f"{name}_web_cpu_ms"] = round(web_ms, 2)
         say(
-            f"  {rates[f'{name}_per_s']:8,.0f} requests/s  ({label}; p50 "
-            f"{ms(percentile(created, 50))} ms, p99 {ms(percentile(created, 99))} ms; "
-            f"{status_line(counted)})"
+            f"  {rate:8,.0f} requests/s  ({label}; p50 {ms(percentile(created, 50))} ms, "
+            f"p99 {ms(percentile(created, 99))} ms; {status_line(counted)}); "
+            f"web CPU {web_ms:.1f} ms per request"
         )
         describe_cpu(used, "    ")
+    if bare_ms := rates.get("bare_drf_web_cpu_ms"):
+        # A filled trade is two requests through Django (the placement, the callback).
+        cap = (os.cpu_count() or 1) * 1000 / (2 * bare_ms)
+        say(
+            f"  two such bare requests per trade (placement, callback) alone would cap what "
+            f"{os.cpu_count()} cores carry end to end at ~{cap:,.0f} trades/s"
+        )
     cancelled = pg_ceiling.clean_up(url, first=first, last=last)
     say(f"  cancelled the web ceiling's {cancelled:,} placed trades and removed their outbox rows")
     return rates
@@ -595,10 +605,13 @@ def throughput_phase(
         if name not in (cpu.OTHER, cpu.BENCH) and cores * to_ms >= 0.1
     }
     capacity = (os.cpu_count() or 1) * 1000 / per_trade
+    # The simulator stands in for a remote exchange, whose CPU would not be ours.
+    ours = per_trade - by_role.get("exchange", 0.0)
     say(
         f"  CPU per trade placed and filled (stack + Postgres): {per_trade:.1f} ms "
         f"({', '.join(f'{name} {value}' for name, value in by_role.items())}); with the "
-        f"{os.cpu_count()} cores to itself the system could do ~{capacity:,.0f} trades/s"
+        f"{os.cpu_count()} cores to itself the system could do ~{capacity:,.0f} trades/s, "
+        f"~{(os.cpu_count() or 1) * 1000 / ours:,.0f} with the exchange elsewhere"
     )
     return {
         "placed_per_s": round(placed_per_s, 1),
