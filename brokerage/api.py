@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
 
 UNKNOWN_FIELD = "Unknown field."
 
@@ -70,3 +72,14 @@ class NewestFirstCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 200
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """DRF's decoding, and the position must be a number: the 404 of any bad cursor
+        instead of the query failing on it."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                int(cursor.position)
+            except ValueError:
+                raise NotFound(self.invalid_cursor_message) from None
+        return cursor

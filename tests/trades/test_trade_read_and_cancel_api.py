@@ -1,3 +1,5 @@
+import base64
+
 import pytest
 from django.db import connection
 
@@ -43,6 +45,16 @@ class TestRead:
             seen += [t["id"] for t in page["results"]]
             url = page["next"]
         assert seen == list(reversed(mine))
+
+    @pytest.mark.parametrize("position", ["p=abc", "r=1&p=1.5", "p="])
+    def test_a_cursor_with_a_bad_position_is_a_404(self, api, position):
+        place(api)
+        cursor = base64.b64encode(position.encode()).decode()
+
+        response = api.get(URL, {"cursor": cursor})
+
+        assert response.status_code == 404
+        assert response.json()["error"] == "not_found"
 
     def test_page_size_is_capped(self, api, customer):
         Trade.objects.bulk_create(
