@@ -8,7 +8,7 @@ Django's request cycle."""
 from __future__ import annotations
 
 import psycopg
-from django.db import connections
+from django.db import connection, connections
 
 
 def connection_kwargs(alias: str = "default") -> dict:
@@ -40,6 +40,12 @@ def dedicated_connection(
         autocommit=True,
         application_name=application_name[:63],
     )
+
+
+def django_session_lost() -> bool:
+    """Whether Django's session itself is gone (restart, termination), not just a statement."""
+    conn = connection.connection
+    return conn is None or conn.closed or conn.broken
 
 
 def configure_django_sessions(

@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -19,7 +20,7 @@ import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from outbox.connections import dedicated_connection
+from outbox.connections import dedicated_connection, django_session_lost
 from outbox.fencing import StaleLeader
 from outbox.leadership import ShardLeadership
 from outbox.sharding import channel_for_shard
@@ -46,12 +47,6 @@ SELECT o.customer_id, (
 GROUP BY o.customer_id ORDER BY min(o.id) LIMIT %s
 """
 CUSTOMER_SET_ASIDE_SECONDS = 5.0
-
-
-def _session_lost() -> bool:
-    """Whether Django's session itself is gone (restart, termination), not just a statement."""
-    conn = connection.connection
-    return conn is None or conn.closed or conn.broken
 
 
 _SHARDS_WITH_WORK_SQL = "SELECT DISTINCT shard FROM outbox_outboxmessage WHERE shard = ANY(%s)"
@@ -96,12 +91,14 @@ class QuoteBook(Mapping[str, Decimal | None]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def fetch(self, *tickers: str) -> None:
-        """Ask the exchange for `tickers` and the ageing quotes; raises ExchangeError. An
-        answer the client refuses (one odd ticker spoils a batch) is asked again for
-        `tickers` alone, so that a bad ticker in the book only holds up its own trades."""
-        asked_at = time.monotonic()
-        ageing = asked_at - self.max_age * 0.75
+    def fetch(self, *tickers: str) -> dict[str, Decimal | None]:
+        """Ask the exchange for `tickers` and the ageing quotes, and return the answer;
+        raises ExchangeError. An answer the client refuses (one odd ticker spoils a batch)
+        is asked again for `tickers` alone, so that a bad ticker in the book only holds up
+        its own trades. Quotes are dated when the answer arrives: one slower than
+        `max_age` would otherwise be stale on arrival (the answer itself can always be
+        used once, which is what `max_age` 0 means)."""
+        ageing = time.monotonic() - self.max_age * 0.75
         asked = list(dict.fromkeys(tickers))
         extra = [t for t, (at, _) in self._quotes.items() if at < ageing and t not in asked]
         try:
@@ -112,9 +109,12 @@ class QuoteBook(Mapping[str, Decimal | None]):
             if not extra:
                 raise
             quotes = self.client.quotes(asked)
-        for symbol, quote in quotes.items():
-            # None: unlisted; its trades are rejected, and their customers' queues move on.
-            self._quotes[symbol] = (asked_at, quote.price if quote else None)
+        answered_at = time.monotonic()
+        # None: unlisted; its trades are rejected, and their customers' queues move on.
+        prices = {symbol: quote.price if quote else None for symbol, quote in quotes.items()}
+        for symbol, price in prices.items():
+            self._quotes[symbol] = (answered_at, price)
+        return prices
 
 
 class ShardWorker:
@@ -259,7 +259,7 @@ class ShardWorker:
                         if not self._send_next(shard, epoch, customer_id):
                             return
                     except DatabaseError as exc:
-                        if _session_lost():
+                        if django_session_lost():
                             raise
                         self._set_customer_aside(customer_id, exc)
             except DatabaseError as exc:
@@ -296,25 +296,33 @@ class ShardWorker:
         return True
 
     def _send_next(self, shard: int, epoch: int, customer_id: int) -> bool:
-        """Move one customer's next trade; False if the shard should not be drained further."""
+        """Move one customer's next trade; False if the shard should not be drained further.
+        A quote the exchange cannot give holds up only this customer, unless the exchange
+        is unreachable altogether (then the whole shard rests)."""
+        quotes: Mapping[str, Decimal | None] = self.quotes
         for _ in range(3):
             try:
                 order = trade_send_next(
-                    shard=shard, epoch=epoch, customer_id=customer_id, quotes=self.quotes
+                    shard=shard, epoch=epoch, customer_id=customer_id, quotes=quotes
                 )
                 break
             except QuoteNeeded as need:
                 try:
-                    self.quotes.fetch(need.ticker)
-                except ExchangeError as exc:
+                    quotes = ChainMap(self.quotes.fetch(need.ticker), self.quotes)
+                except ExchangeUnavailable as exc:
                     logger.warning("event=quote_failed ticker=%s error=%r", need.ticker, exc)
                     self._backoff_until[shard] = time.monotonic() + 1.0
                     return False
+                except ExchangeError as exc:
+                    self._set_customer_aside(customer_id, exc)
+                    return True
             except StaleLeader as exc:
                 logger.warning("event=stale_leader worker=%s %s", self.name, exc)
                 self.leadership.drop(shard)
                 return False
         else:
+            # The next trade changed under us each time (cancelled meanwhile): later.
+            self._set_customer_aside(customer_id, QuoteNeeded("several tickers"))
             return True
         if order is not None:
             self._submitters.submit(self._submit, order)

@@ -117,3 +117,33 @@ def test_an_unreachable_exchange_is_not_asked_twice(clock):
         book.fetch("AAPL")
 
     assert exchange.asked == [["AAPL"]]
+
+
+class SlowExchange(FakeExchange):
+    """Answers after `seconds` of the test's clock."""
+
+    def __init__(self, clock, seconds):
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+
+    def quotes(self, tickers):
+        self.clock[0] += self.seconds
+        return super().quotes(tickers)
+
+
+def test_a_quote_is_dated_when_its_answer_arrives(clock):
+    book = QuoteBook(SlowExchange(clock, seconds=1.1), max_age=1.0)
+
+    answer = book.fetch("AAPL")
+
+    assert answer == {"AAPL": Decimal("10.00")}
+    assert book["AAPL"] == Decimal("10.00")  # an answer slower than max_age is not stale
+
+
+def test_with_max_age_zero_every_answer_is_used_once_and_never_kept(clock):
+    book = QuoteBook(FakeExchange(), max_age=0.0)
+
+    assert book.fetch("AAPL") == {"AAPL": Decimal("10.00")}
+    clock[0] += 0.001
+    assert "AAPL" not in book

@@ -3,15 +3,20 @@ from decimal import Decimal
 import pytest
 from django.db import DataError
 
+from balances.models import Account
 from outbox import worker as worker_module
-from outbox.models import OutboxMessage
+from outbox.models import OutboxMessage, ShardLease
 from outbox.worker import ShardWorker
+from tests.outbox.test_quote_book import FakeExchange, SlowExchange
 from trades.exchange_client import (
+    ExchangeError,
     ExchangeRejectedRequest,
     ExchangeUnavailable,
     OrderRequest,
     OrderState,
 )
+from trades.models import Trade
+from trades.services import trade_place
 
 
 @pytest.fixture
@@ -49,13 +54,79 @@ def test_a_customer_whose_work_fails_is_set_aside_and_the_rest_of_the_shard_goes
     assert calls == [1001, 1002]
 
 
+def place_in_shard_3(customer_id: int, ticker: str) -> Trade:
+    """A placed trade of a customer moved into shard 3, which the `worker` leads."""
+    trade = trade_place(customer_id=customer_id, ticker=ticker, side="buy", quantity=1).trade
+    Account.objects.filter(customer_id=customer_id).update(shard=3)
+    OutboxMessage.objects.filter(customer_id=customer_id).update(shard=3)
+    ShardLease.objects.update_or_create(shard=3, defaults={"epoch": 1})
+    return trade
+
+
+@pytest.fixture
+def submitted(worker, monkeypatch):
+    """The orders the worker hands to its submit threads (not sent anywhere)."""
+    orders = []
+    monkeypatch.setattr(worker._submitters, "submit", lambda _, order: orders.append(order))
+    return orders
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: now[0])
+    return now
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("max_age", [1.0, 0.0], ids=["slower-than-max-age", "max-age-zero"])
+def test_a_quote_answer_is_used_however_long_it_took(
+    worker, submitted, clock, make_customer, max_age
+):
+    customer = make_customer()
+    trade = place_in_shard_3(customer.id, "AAPL")
+    worker.quotes.max_age = max_age
+    worker.quotes.client = SlowExchange(clock, seconds=1.1)
+
+    worker._drain(3)
+
+    assert [order.client_order_id for order in submitted] == [str(trade.id)]
+    assert Trade.objects.get(id=trade.id).status == "in_progress"
+
+
+class RefusesTicker(FakeExchange):
+    def __init__(self, bad):
+        super().__init__()
+        self.bad = bad
+
+    def quotes(self, tickers):
+        if self.bad in tickers:
+            self.asked.append(list(tickers))
+            raise ExchangeError("malformed quote from exchange")
+        return super().quotes(tickers)
+
+
+@pytest.mark.django_db
+def test_a_ticker_the_exchange_will_not_quote_holds_up_only_its_customer(
+    worker, submitted, make_customer
+):
+    stuck, other = make_customer(), make_customer()
+    stuck_trade = place_in_shard_3(stuck.id, "AAPL")
+    other_trade = place_in_shard_3(other.id, "MSFT")
+    worker.quotes.client = RefusesTicker("AAPL")
+
+    worker._drain(3)
+
+    assert [order.client_order_id for order in submitted] == [str(other_trade.id)]
+    assert Trade.objects.get(id=stuck_trade.id).status == "placed"
+    assert stuck.id in worker._set_aside
+    assert 3 not in worker._backoff_until  # the shard itself goes on
+
+
 @pytest.mark.django_db
 def test_the_quotes_a_batch_needs_are_asked_for_in_one_request_before_any_transaction(
     worker, monkeypatch, make_customer
 ):
-    from tests.outbox.test_quote_book import FakeExchange
-    from trades.services import trade_place
-
     first, second = make_customer(), make_customer()
     for customer, ticker in ((first, "AAPL"), (second, "MSFT")):
         trade_place(customer_id=customer.id, ticker=ticker, side="buy", quantity=1)
