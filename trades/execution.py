@@ -22,9 +22,11 @@ from outbox.services import outbox_enqueue
 from trades.exchange_client import OrderRequest, OrderState
 from trades.models import Trade
 from trades.pricing import (
+    MAX_CASH,
     PRICE_TICK,
     buy_hold,
     buy_limit_price,
+    price_in_range,
     sell_limit_price,
     trade_value,
 )
@@ -35,6 +37,7 @@ logger = logging.getLogger("trades.execution")
 INSUFFICIENT_FUNDS = "insufficient funds"
 INSUFFICIENT_SHARES = "insufficient shares"
 NOT_LISTED = "not traded at the exchange"
+QUOTE_OUT_OF_RANGE = "quote out of range"
 
 # One round trip for the start of a leader's transaction: take the customer's outbox rows,
 # share-lock the lease row and read the epoch (see outbox.fencing), lock the account row,
@@ -120,7 +123,8 @@ def trade_send_next(
     `in_progress`, or rejected if the customer is short, in which case the customer gets a
     fresh outbox row if another trade of theirs is waiting. Returns the order to submit
     after the commit, or None. Raises QuoteNeeded (rolling back) if `quotes` lacks the
-    ticker; a ticker quoted as None (the exchange does not list it) is rejected.
+    ticker; a ticker quoted as None (the exchange does not list it), or at a price that
+    gives no limit we can send and store, is rejected.
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -137,16 +141,19 @@ def trade_send_next(
             raise QuoteNeeded(nxt.ticker)
         collar = settings.PRICE_COLLAR
         now = timezone.now()
-        hold = limit = None
-        if quote is None:
+        is_buy = nxt.side == Trade.Side.BUY
+        limit_price = buy_limit_price if is_buy else sell_limit_price
+        limit = None if quote is None else limit_price(quote=quote, collar=collar)
+        hold = None
+        if limit is None:
             held, shortfall = False, NOT_LISTED
-        elif nxt.side == Trade.Side.BUY:
-            limit = buy_limit_price(quote=quote, collar=collar)
+        elif not price_in_range(limit):
+            held, shortfall = False, QUOTE_OUT_OF_RANGE
+        elif is_buy:
             hold = buy_hold(quantity=nxt.quantity, limit_price=limit)
             held = balances.cash_hold(customer_id=customer_id, amount=hold)
             shortfall = INSUFFICIENT_FUNDS
         else:
-            limit = sell_limit_price(quote=quote, collar=collar)
             held = balances.shares_hold(
                 customer_id=customer_id, ticker=nxt.ticker, quantity=nxt.quantity
             )
@@ -161,21 +168,24 @@ def trade_send_next(
                 nxt.id, customer_id, shard, "rejected", reason=shortfall.replace(" ", "_")
             )
             return None
+        # Built before the commit: an order we could not send must not be left in flight.
+        order = order_request_for(
+            Trade(
+                id=nxt.id,
+                customer_id=customer_id,
+                seq=nxt.seq,
+                ticker_id=nxt.ticker,
+                side=nxt.side,
+                quantity=nxt.quantity,
+                limit_price=limit,
+            )
+        )
         fields = trade.transition_to(
             Trade.Status.IN_PROGRESS, submitted_at=now, cash_held=hold, limit_price=limit
         )
         _save_fields(trade, fields)
-        in_flight = Trade(
-            id=nxt.id,
-            customer_id=customer_id,
-            seq=nxt.seq,
-            ticker_id=nxt.ticker,
-            side=nxt.side,
-            quantity=nxt.quantity,
-            limit_price=limit,
-        )
     log_transition(nxt.id, customer_id, shard, "in_progress", limit=limit)
-    return order_request_for(in_flight)
+    return order
 
 
 # The customer needs their shard leader again only if a trade of theirs is waiting.
@@ -245,6 +255,11 @@ class ReportMismatch(Exception):
 
 
 def _check_report(trade: Trade, report: OrderState) -> None:
+    """Raise ReportMismatch if the report disagrees with the order, or holds values that
+    no settlement could store (which would otherwise fail it again on every retry)."""
+    longest_id = Trade._meta.get_field("exchange_order_id").max_length
+    if len(report.exchange_order_id) > longest_id:
+        raise ReportMismatch(f"trade {trade.id}: exchange order id over {longest_id} characters")
     if (report.ticker, report.side, report.quantity) != (
         trade.ticker_id,
         trade.side,
@@ -257,8 +272,15 @@ def _check_report(trade: Trade, report: OrderState) -> None:
     if report.status != Trade.Status.FILLED:
         return
     price = report.fill_price
-    if price is None or price <= 0 or price != price.quantize(PRICE_TICK) or not report.executed_at:
-        raise ReportMismatch(f"trade {trade.id}: a fill needs a positive price and a time")
+    if (
+        price is None
+        or not price_in_range(price)
+        or price != price.quantize(PRICE_TICK)
+        or not report.executed_at
+    ):
+        raise ReportMismatch(f"trade {trade.id}: a fill needs a price on the tick and a time")
+    if trade_value(quantity=trade.quantity, price=price) > MAX_CASH:
+        raise ReportMismatch(f"trade {trade.id}: fill at {price} is worth more than cash holds")
     too_high = trade.side == Trade.Side.BUY and price > trade.limit_price
     too_low = trade.side == Trade.Side.SELL and price < trade.limit_price
     if too_high or too_low:

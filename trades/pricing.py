@@ -9,6 +9,14 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
 PRICE_TICK = Decimal("0.0001")
+# The largest values the columns hold: prices NUMERIC(14,4), cash NUMERIC(18,2).
+MAX_PRICE = Decimal("9999999999.9999")
+MAX_CASH = Decimal("9999999999999999.99")
+
+
+def price_in_range(price: Decimal) -> bool:
+    """A finite price from one tick up to what a price column holds."""
+    return price.is_finite() and PRICE_TICK <= price <= MAX_PRICE
 
 
 def buy_limit_price(*, quote: Decimal, collar: Decimal) -> Decimal:

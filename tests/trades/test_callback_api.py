@@ -93,6 +93,10 @@ def test_without_a_configured_secret_everything_is_refused(client, customer):
     [
         ({"quantity": 3}, 409, "report_mismatch"),
         ({"fill_price": "500.0000"}, 409, "report_mismatch"),
+        # Values no settlement could store: refused, not a 500 on every retry.
+        ({"fill_price": "1E+30"}, 409, "report_mismatch"),
+        ({"fill_price": "0.00001"}, 409, "report_mismatch"),
+        ({"exchange_order_id": "X" * 65}, 409, "report_mismatch"),
         ({"client_order_id": "424242"}, 404, "unknown_trade"),
         ({"fill_price": "abc"}, 400, "malformed_callback"),
         ({"status": "exploded"}, 400, "malformed_callback"),

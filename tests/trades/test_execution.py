@@ -13,6 +13,7 @@ from trades.execution import (
     INSUFFICIENT_FUNDS,
     INSUFFICIENT_SHARES,
     NOT_LISTED,
+    QUOTE_OUT_OF_RANGE,
     QuoteNeeded,
     ReportMismatch,
     SettleOutcome,
@@ -63,6 +64,25 @@ class TestSend:
         assert trade.status == "in_progress"
         assert position(customer.id).held == 4
         assert order.min_price == Decimal("95.0000") and order.max_price is None
+        assert_invariants_hold()
+
+    @pytest.mark.parametrize(
+        ("side", "quote"),
+        [("buy", "0.00005"), ("buy", "20000000000"), ("sell", "20000000000")],
+        ids=["buy-below-a-tick", "buy-beyond-the-column", "sell-beyond-the-column"],
+    )
+    def test_a_quote_that_gives_no_usable_limit_rejects_the_trade(self, customer, side, quote):
+        trade = place(customer.id, side=side)
+        shard, epoch = lead_shard_of(customer.id)
+
+        order = trade_send_next(
+            shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": Decimal(quote)}
+        )
+
+        assert order is None
+        trade.refresh_from_db()
+        assert (trade.status, trade.reason) == ("rejected", QUOTE_OUT_OF_RANGE)
+        assert account(customer.id).cash_held == 0 and position(customer.id).held == 0
         assert_invariants_hold()
 
     def test_a_buy_beyond_buying_power_is_rejected_and_the_next_trade_follows(self, customer):
