@@ -5,12 +5,14 @@ changes goes through the same services as the normal path."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from outbox.connections import django_session_lost
 from outbox.notify import shard_waker
 from outbox.services import outbox_enqueue
 from trades.exchange_client import (
@@ -53,6 +55,8 @@ class ReapReport:
     still_open: int = 0
     renotified_shards: int = 0
     errors: list[str] = field(default_factory=list)
+    # In-flight trades this pass could not resolve (the caller may skip them for a while).
+    failed: list[int] = field(default_factory=list)
 
     def found_work(self) -> bool:
         return bool(self.requeued or self.settled or self.resubmitted or self.renotified_shards)
@@ -71,55 +75,69 @@ def reap_orphaned_placed_trades(*, older_than: timedelta, limit: int = 500) -> i
 
 
 def reap_trades_in_flight(
-    *, client: ExchangeClient, older_than: timedelta, limit: int = 200, report: ReapReport
+    *,
+    client: ExchangeClient,
+    older_than: timedelta,
+    limit: int = 200,
+    report: ReapReport,
+    skip: Collection[int] = (),
 ) -> None:
-    """Ask the exchange about trades in flight for longer than `older_than`: settle the
-    ones it has finished (through the callback's settlement), re-send the ones it never
-    got (idempotent by trade id), and leave the open ones."""
+    """Ask the exchange about trades in flight for longer than `older_than` (but those in
+    `skip`): settle the ones it has finished (through the callback's settlement), re-send
+    the ones it never got (idempotent by trade id), and leave the open ones. A trade that
+    cannot be resolved is logged and listed in `report.failed`, and the pass goes on: one
+    bad report must not hold up every other repair."""
     deadline = timezone.now() - older_than
     trades = list(
-        Trade.objects.filter(status=Trade.Status.IN_PROGRESS, submitted_at__lt=deadline).order_by(
-            "submitted_at"
-        )[:limit]
+        Trade.objects.filter(status=Trade.Status.IN_PROGRESS, submitted_at__lt=deadline)
+        .exclude(id__in=list(skip))
+        .order_by("submitted_at")[:limit]
     )
     for trade in trades:
         try:
-            state = client.get_order(str(trade.id))
-            if state is None:
-                # Settled meanwhile (e.g. the exchange refused the order outright)?
-                if not Trade.objects.filter(id=trade.id, status=Trade.Status.IN_PROGRESS).exists():
-                    continue
-                request = order_request_for(trade)
-                try:
-                    client.submit_order(request)
-                except ExchangeRejectedRequest as exc:
-                    reason = f"refused by exchange: {exc.detail}"[:200]
-                    trade_settle(
-                        report=rejected_report(trade_id=trade.id, reason=reason, request=request)
-                    )
-                    report.settled += 1
-                    continue
-                report.resubmitted += 1
-                logger.info(
-                    "event=reaper_resubmitted trade=%s customer=%s", trade.id, trade.customer_id
-                )
-            elif trade_settle(report=state) is SettleOutcome.SETTLED:
-                report.settled += 1
-                logger.info(
-                    "event=reaper_settled trade=%s customer=%s status=%s",
-                    trade.id,
-                    trade.customer_id,
-                    state.status,
-                )
-            else:
-                report.still_open += 1
+            _reap_in_flight(trade, client, report)
         except ExchangeUnavailable as exc:
             report.errors.append(f"exchange unavailable: {exc!r}")
             logger.warning("event=reaper_exchange_unavailable error=%r", exc)
             return  # one pass must not spend minutes timing out trade after trade
         except (ExchangeError, ReportMismatch) as exc:
             report.errors.append(f"trade {trade.id}: {exc!r}")
+            report.failed.append(trade.id)
             logger.warning("event=reaper_error trade=%s error=%r", trade.id, exc)
+        except Exception as exc:
+            if isinstance(exc, DatabaseError) and django_session_lost():
+                raise
+            report.errors.append(f"trade {trade.id}: {exc!r}")
+            report.failed.append(trade.id)
+            logger.exception("event=reaper_failed trade=%s", trade.id)
+
+
+def _reap_in_flight(trade: Trade, client: ExchangeClient, report: ReapReport) -> None:
+    state = client.get_order(str(trade.id))
+    if state is None:
+        # Settled meanwhile (e.g. the exchange refused the order outright)?
+        if not Trade.objects.filter(id=trade.id, status=Trade.Status.IN_PROGRESS).exists():
+            return
+        request = order_request_for(trade)
+        try:
+            client.submit_order(request)
+        except ExchangeRejectedRequest as exc:
+            reason = f"refused by exchange: {exc.detail}"[:200]
+            trade_settle(report=rejected_report(trade_id=trade.id, reason=reason, request=request))
+            report.settled += 1
+            return
+        report.resubmitted += 1
+        logger.info("event=reaper_resubmitted trade=%s customer=%s", trade.id, trade.customer_id)
+    elif trade_settle(report=state) is SettleOutcome.SETTLED:
+        report.settled += 1
+        logger.info(
+            "event=reaper_settled trade=%s customer=%s status=%s",
+            trade.id,
+            trade.customer_id,
+            state.status,
+        )
+    else:
+        report.still_open += 1
 
 
 def renotify_stale_outbox(*, older_than: timedelta) -> int:
@@ -142,9 +160,11 @@ def reap_once(
     placed_stale: timedelta,
     in_flight_deadline: timedelta,
     outbox_stale: timedelta,
+    skip: Collection[int] = (),
 ) -> ReapReport:
+    """One pass of every repair; `skip`: in-flight trades to leave alone this time."""
     report = ReapReport()
     report.requeued = reap_orphaned_placed_trades(older_than=placed_stale)
-    reap_trades_in_flight(client=client, older_than=in_flight_deadline, report=report)
+    reap_trades_in_flight(client=client, older_than=in_flight_deadline, report=report, skip=skip)
     report.renotified_shards = renotify_stale_outbox(older_than=outbox_stale)
     return report

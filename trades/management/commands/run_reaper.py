@@ -3,6 +3,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,6 +15,10 @@ from outbox.worker import exchange_client_factory
 from trades.reaper import reap_once
 
 logger = logging.getLogger("trades.reaper")
+
+# An in-flight trade the reaper could not resolve is left alone this long, so that a few
+# unresolvable ones at the head of the queue never hold up the repairs behind them.
+UNRESOLVED_RETRY_SECONDS = 60.0
 
 
 class Command(BaseCommand):
@@ -33,6 +38,7 @@ class Command(BaseCommand):
             shards=[0], holder=name, namespace=REAPER_LOCK_NAMESPACE, leases=False
         )
         client = exchange_client_factory()
+        self._unresolved: dict[int, float] = {}
         try:
             while not stop.is_set():
                 leadership.maintain()
@@ -48,17 +54,22 @@ class Command(BaseCommand):
             leadership.release_all()
 
     def _pass(self, client) -> None:
+        now = time.monotonic()
+        self._unresolved = {t: until for t, until in self._unresolved.items() if until > now}
         try:
             report = reap_once(
                 client=client,
                 placed_stale=timedelta(seconds=settings.REAPER_PLACED_STALE_SECONDS),
                 in_flight_deadline=timedelta(seconds=settings.REAPER_IN_FLIGHT_DEADLINE),
                 outbox_stale=timedelta(seconds=settings.REAPER_OUTBOX_STALE_SECONDS),
+                skip=self._unresolved.keys(),
             )
         except DatabaseError as exc:
             logger.warning("event=database_error reaper error=%r", exc)  # retried next pass
             connection.close()
             return
+        for trade_id in report.failed:
+            self._unresolved[trade_id] = now + UNRESOLVED_RETRY_SECONDS
         if report.found_work() or report.errors:
             logger.info(
                 "event=reaper_pass requeued=%d settled=%d resubmitted=%d still_open=%d "

@@ -1,0 +1,76 @@
+"""The reaper's repair of trades in flight, against the real database, with a fake exchange."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.trades.factories import place_and_send, report_for
+from trades.models import Trade
+from trades.reaper import ReapReport, reap_trades_in_flight
+
+pytestmark = pytest.mark.django_db
+
+
+class Exchange:
+    """Answers GET /orders from `states` (trade id → an OrderState, or an exception)."""
+
+    def __init__(self, states):
+        self.states = states
+        self.asked: list[int] = []
+
+    def get_order(self, client_order_id):
+        self.asked.append(int(client_order_id))
+        state = self.states[int(client_order_id)]
+        if isinstance(state, Exception):
+            raise state
+        return state
+
+
+def overdue_trades(make_customer, count=2) -> list[Trade]:
+    """In-flight trades, oldest first, all past the reaper's deadline."""
+    trades = []
+    for minutes in range(count, 0, -1):
+        trade, _ = place_and_send(make_customer().id, quantity=1)
+        Trade.objects.filter(id=trade.id).update(
+            submitted_at=timezone.now() - timedelta(minutes=minutes)
+        )
+        trades.append(trade)
+    return trades
+
+
+def reap(exchange, **kwargs) -> ReapReport:
+    report = ReapReport()
+    reap_trades_in_flight(
+        client=exchange, older_than=timedelta(seconds=10), report=report, **kwargs
+    )
+    return report
+
+
+@pytest.mark.parametrize(
+    "first_answer",
+    [
+        "unstorable exchange order id",
+        ValueError("a bug in what the exchange sent"),
+    ],
+)
+def test_a_trade_that_cannot_be_resolved_does_not_stop_the_pass(make_customer, first_answer):
+    first, second = overdue_trades(make_customer)
+    if isinstance(first_answer, str):
+        first_answer = report_for(first, exchange_order_id="X" * 65)
+    exchange = Exchange({first.id: first_answer, second.id: report_for(second)})
+
+    report = reap(exchange)
+
+    assert report.failed == [first.id] and report.settled == 1
+    assert Trade.objects.get(id=first.id).status == "in_progress"
+    assert Trade.objects.get(id=second.id).status == "filled"
+
+
+def test_trades_to_skip_are_not_asked_about(make_customer):
+    first, second = overdue_trades(make_customer)
+    exchange = Exchange({second.id: report_for(second)})
+
+    report = reap(exchange, skip=[first.id])
+
+    assert exchange.asked == [second.id] and report.settled == 1
