@@ -207,7 +207,7 @@ WORKER_LOCK_RETRY_INTERVAL = env.float("WORKER_LOCK_RETRY_INTERVAL", default=0.2
 # A leader whose heartbeat is older than this is deposed by a standby (its lock session is
 # ended); fencing makes that safe even if it was only slow.
 WORKER_LEASE_TIMEOUT = env.float("WORKER_LEASE_TIMEOUT", default=3.0)
-# A quote this young is reused for the buying-power check (0 = always ask the exchange).
+# A quote this young is reused for the buying-power check (0 = ask for every trade).
 QUOTE_MAX_AGE = env.float("QUOTE_MAX_AGE", default=1.0)
 NOTIFY_COALESCE_SECONDS = env.float("NOTIFY_COALESCE_SECONDS", default=0.005)
 REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=5.0)
