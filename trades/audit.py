@@ -77,18 +77,27 @@ CHECKS: list[tuple[str, str]] = [
            WHERE COALESCE(p.quantity, 0) <> COALESCE(l.total, 0)""",
     ),
     (
-        "each filled trade settled exactly once, for its value; no other trade moved money",
-        """SELECT format('trade %s (%s %s %s @ %s): %s ledger entries, cash %s, shares %s',
-                         t.id, t.status, t.side, t.quantity, t.fill_price, COALESCE(l.n, 0),
-                         l.cash, l.shares)
+        "each filled trade settled exactly once, for its value, to its customer and ticker; "
+        "no other trade moved money",
+        """SELECT format('trade %s (%s %s %s %s @ %s, customer %s): %s ledger entries, cash %s, '
+                         'shares %s, all of the right kinds for its customer and ticker: %s',
+                         t.id, t.status, t.side, t.quantity, t.ticker, t.fill_price,
+                         t.customer_id, COALESCE(l.n, 0), l.cash, l.shares, l.own)
            FROM trades_trade t
-           LEFT JOIN (SELECT trade_id, count(*) AS n, sum(cash_amount) AS cash,
-                             sum(share_quantity) AS shares
-                      FROM balances_ledgerentry WHERE trade_id IS NOT NULL GROUP BY trade_id) l
+           LEFT JOIN (SELECT e.trade_id, count(*) AS n, sum(e.cash_amount) AS cash,
+                             sum(e.share_quantity) AS shares,
+                             bool_and(e.customer_id = tt.customer_id
+                                      AND split_part(e.kind, '_', 1) = tt.side
+                                      AND e.ticker IS NOT DISTINCT FROM
+                                          CASE WHEN e.kind IN ('buy_shares', 'sell_shares')
+                                               THEN tt.ticker END) AS own
+                      FROM balances_ledgerentry e JOIN trades_trade tt ON tt.id = e.trade_id
+                      GROUP BY e.trade_id) l
              ON l.trade_id = t.id
            WHERE (t.status <> 'filled' AND l.n IS NOT NULL)
               OR (t.status = 'filled' AND (
                     l.n IS DISTINCT FROM 2
+                 OR NOT l.own
                  OR l.cash IS DISTINCT FROM
                         CASE t.side WHEN 'buy' THEN -1 ELSE 1 END
                         * round(t.quantity * t.fill_price, 2)
