@@ -1,7 +1,31 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.http import HttpRequest
+from rest_framework.authtoken.models import TokenProxy
 
 from balances.models import Account, LedgerEntry, Position
 from brokerage.admin_mixins import ReadOnlyAdmin
+
+# A customer's API token is their key to trade: nobody sees or makes one in the admin.
+admin.site.unregister(TokenProxy)
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class CustomerLoginAdmin(UserAdmin):
+    """Logins are looked at by support staff and changed only by superusers: Django's user
+    admin lets whoever may change users set passwords and staff flags, which would let
+    staff log in as a customer and trade."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.is_superuser
 
 
 @admin.register(Account)
