@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import serializers
-from rest_framework.exceptions import NotFound
+from rest_framework import parsers, serializers
+from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 
@@ -19,6 +19,29 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictRegexField(serializers.RegexField):
+    """A JSON string matching the pattern as sent: no numbers turned into strings, no
+    whitespace trimmed away."""
+
+    def __init__(self, regex: str, **kwargs: Any) -> None:
+        super().__init__(regex, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's, and JSON nested too deep for Python's parser is a malformed body too."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None
 
 
 class FlatSerializer(serializers.Serializer):

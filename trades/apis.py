@@ -16,6 +16,7 @@ from brokerage.api import (
     NewestFirstCursorPagination,
     StrictInputSerializer,
     StrictIntegerField,
+    StrictRegexField,
 )
 from brokerage.errors import BrokerageError, Conflict, NotFound
 from trades.exchange_client import parse_callback_payload
@@ -64,7 +65,7 @@ class TradeListCreateApi(APIView):
             max_value=settings.MAX_ORDER_QUANTITY,
             help_text=f"Whole shares, 1 to {settings.MAX_ORDER_QUANTITY}.",
         )
-        client_order_id = serializers.RegexField(
+        client_order_id = StrictRegexField(
             r"^[\x21-\x7e]{1,64}$",
             required=False,
             allow_null=True,

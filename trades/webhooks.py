@@ -25,6 +25,12 @@ def verify_exchange_callback(body: bytes, headers: Mapping[str, str]) -> Any:
     for secret in settings.EXCHANGE_WEBHOOK_SECRETS:
         try:
             return Webhook(secret).verify(body, signed_headers)
-        except (WebhookVerificationError, ValueError, binascii.Error, UnicodeDecodeError):
+        except (
+            WebhookVerificationError,
+            ValueError,
+            RecursionError,
+            binascii.Error,
+            UnicodeDecodeError,
+        ):
             continue
     raise BrokerageError("invalid_signature", INVALID_SIGNATURE, status_code=401)

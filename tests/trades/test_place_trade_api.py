@@ -113,6 +113,11 @@ BAD_BODIES = [
         {"ticker": "AAPL", "side": "buy", "quantity": 1, "client_order_id": "has space"},
         "client_order_id",
     ),
+    # A key is taken as sent: trimming " k" to "k" would replay a different order.
+    *(
+        ({"ticker": "AAPL", "side": "buy", "quantity": 1, "client_order_id": k}, "client_order_id")
+        for k in (" k", "k ", "\tk\n", 123, True, ["k"])
+    ),
     ({"ticker": "AAPL", "side": "buy", "quantity": 1, "price": "1.00"}, "price"),
 ]
 
@@ -133,6 +138,7 @@ def test_bad_fields_are_refused_by_name_and_write_nothing(api, body, field):
     ("raw", "content_type", "status", "error"),
     [
         ('{"ticker": "AAPL",', "application/json", 400, "malformed_request"),
+        ("[" * 5000 + "]" * 5000, "application/json", 400, "malformed_request"),
         ("[1, 2]", "application/json", 400, "invalid_request"),
         ('"AAPL"', "application/json", 400, "invalid_request"),
         (
@@ -159,7 +165,9 @@ def test_bad_requests_are_refused_and_write_nothing(api, raw, content_type, stat
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("header", [None, "Token nope", "Bearer abc", "Token "])
+@pytest.mark.parametrize(
+    "header", [None, "Token nope", "Bearer abc", "Token ", "Token " + "a" * 39 + "\x00"]
+)
 def test_missing_or_bad_token_is_401(client, header):
     extra = {"HTTP_AUTHORIZATION": header} if header is not None else {}
     response = client.post(
