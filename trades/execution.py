@@ -9,11 +9,11 @@ import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 
 from balances import services as balances
 from brokerage.errors import BrokerageError
@@ -43,6 +43,9 @@ QUOTE_OUT_OF_RANGE = "quote out of range"
 # share-lock the lease row and read the epoch (see outbox.fencing), lock the account row,
 # then the customer's oldest open trade by sequence number (the materialized CTE is
 # scanned first, so the locks come in the usual order). A stale epoch rolls it all back.
+# Trades are stamped with the database's clock, read once the locks are held: the next
+# trade's submitted_at is then always after the previous one's finished_at, whichever
+# hosts the leader and the callback run on (the audit checks it).
 _TAKE_CUSTOMER_SQL = f"""
 WITH taken AS (
     DELETE FROM outbox_outboxmessage
@@ -51,7 +54,7 @@ WITH taken AS (
     SELECT {LEASE_EPOCH_SQL} AS epoch, a.customer_id FROM balances_account a
     WHERE a.customer_id = %(customer_id)s FOR UPDATE OF a
 )
-SELECT account.epoch, t.id, t.status, t.ticker, t.side, t.quantity, t.seq
+SELECT account.epoch, clock_timestamp(), t.id, t.status, t.ticker, t.side, t.quantity, t.seq
 FROM account LEFT JOIN LATERAL (
     SELECT id, status, ticker, side, quantity, seq FROM trades_trade
     WHERE customer_id = account.customer_id AND status IN ('placed', 'in_progress')
@@ -133,14 +136,14 @@ def trade_send_next(
         if row is None:
             raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
         check_epoch(shard=shard, mine=epoch, current=row[0])
-        nxt = NextTrade(*row[1:]) if row[1] is not None else None
+        now = row[1]
+        nxt = NextTrade(*row[2:]) if row[2] is not None else None
         if nxt is None or nxt.status == Trade.Status.IN_PROGRESS:
             return None
         quote = quotes.get(nxt.ticker, _NO_QUOTE)  # one look: a quote may expire meanwhile
         if quote is _NO_QUOTE:
             raise QuoteNeeded(nxt.ticker)
         collar = settings.PRICE_COLLAR
-        now = timezone.now()
         is_buy = nxt.side == Trade.Side.BUY
         limit_price = buy_limit_price if is_buy else sell_limit_price
         limit = None if quote is None else limit_price(quote=quote, collar=collar)
@@ -209,13 +212,14 @@ _SETTLE_FIELDS = [
 ]
 # The account row (found from the trade, whose customer never changes), then the trade
 # row: locked in that order, as everywhere, because the materialized CTE is scanned first.
+# With the database's clock once both are held (see _TAKE_CUSTOMER_SQL).
 _LOCK_ACCOUNT_AND_TRADE_SQL = """
 WITH account AS MATERIALIZED (
     SELECT customer_id, shard FROM balances_account
     WHERE customer_id = (SELECT customer_id FROM trades_trade WHERE id = %(trade_id)s)
     FOR UPDATE
 )
-SELECT account.shard, t.* FROM account CROSS JOIN LATERAL (
+SELECT account.shard, clock_timestamp(), t.* FROM account CROSS JOIN LATERAL (
     SELECT id, customer_id, seq, ticker, side, quantity, status, cash_held, limit_price
     FROM trades_trade WHERE id = %(trade_id)s AND customer_id = account.customer_id
     FOR UPDATE
@@ -223,14 +227,15 @@ SELECT account.shard, t.* FROM account CROSS JOIN LATERAL (
 """
 
 
-def _lock_account_and_trade(trade_id: int) -> tuple[int, Trade] | None:
-    """(shard, trade) with both rows locked, or None for an unknown trade."""
+def _lock_account_and_trade(trade_id: int) -> tuple[int, datetime, Trade] | None:
+    """(shard, the database's time, trade) with both rows locked, or None for an unknown
+    trade."""
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_ACCOUNT_AND_TRADE_SQL, {"trade_id": trade_id})
         row = cursor.fetchone()
     if row is None:
         return None
-    return row[0], Trade.from_db(connection.alias, _SETTLE_FIELDS, row[1:])
+    return row[0], row[1], Trade.from_db(connection.alias, _SETTLE_FIELDS, row[2:])
 
 
 def _save_fields(trade: Trade, fields: list[str]) -> None:
@@ -312,12 +317,11 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
         locked = _lock_account_and_trade(trade_id)
         if locked is None:
             return SettleOutcome.UNKNOWN_TRADE
-        shard, trade = locked
+        shard, now, trade = locked
         customer_id = trade.customer_id
         if trade.status != Trade.Status.IN_PROGRESS:
             return SettleOutcome.ALREADY_FINAL
         _check_report(trade, report)
-        now = timezone.now()
         if report.status == Trade.Status.FILLED:
             value = trade_value(quantity=trade.quantity, price=report.fill_price)
             if trade.side == Trade.Side.BUY:

@@ -1,8 +1,10 @@
 """Sending and settling, against the real database (the exchange is not involved here)."""
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from balances.models import Account, LedgerEntry, Position
 from outbox.fencing import StaleLeader
@@ -276,6 +278,21 @@ class TestSettle:
         assert Trade.objects.get(id=trade.id).status == "in_progress"
         assert account(customer.id).cash == Decimal("10000.00")
         assert not LedgerEntry.objects.filter(trade=trade).exists()
+
+    def test_trades_are_stamped_with_the_databases_clock_not_the_process(
+        self, customer, monkeypatch
+    ):
+        skewed = datetime(2001, 1, 1, tzinfo=UTC)
+        monkeypatch.setattr("django.utils.timezone.now", lambda: skewed)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT now()")
+            started = cursor.fetchone()[0]
+
+        trade, _ = place_and_send(customer.id, quantity=1)
+        trade_settle(report=report_for(trade))
+        trade.refresh_from_db()
+
+        assert started <= trade.submitted_at <= trade.finished_at
 
     def test_a_sell_below_its_protection_is_refused(self, customer):
         trade, _ = place_and_send(customer.id, side="sell", quantity=1, quote="100.00")
