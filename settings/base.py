@@ -5,6 +5,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -17,6 +18,11 @@ DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY") if not DEBUG else env("SECRET_KEY", default="dev-only-insecure-key")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Outside development the admin's cookies travel over HTTPS only (TLS ends at the proxy in
+# front; NUM_PROXIES > 0 trusts its X-Forwarded-Proto). HSTS is the proxy's to send, or
+# set SECURE_HSTS_SECONDS once every host of the domain is on HTTPS.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -69,6 +75,9 @@ def _database_url() -> str:
     url = env("DATABASE_URL", default=None)
     if url:
         return url
+    if not DEBUG:
+        # Each host would otherwise start an empty database of its own, silently.
+        raise ImproperlyConfigured("Set DATABASE_URL (the embedded Postgres is for DEBUG only).")
     from brokerage import embedded_postgres
 
     return embedded_postgres.ensure_running()
@@ -158,6 +167,8 @@ REST_FRAMEWORK = {
     # Trusted proxies in front of the web; 0: the peer address identifies the client.
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
+if REST_FRAMEWORK["NUM_PROXIES"]:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Brokerage API",
@@ -186,6 +197,8 @@ SHARD_COUNT = env.int("SHARD_COUNT", default=100)
 # refilled at PLACE_TRADE_RATE per second. Beyond it: 429 with Retry-After.
 PLACE_TRADE_RATE = env.float("PLACE_TRADE_RATE", default=10.0)
 PLACE_TRADE_BURST = env.float("PLACE_TRADE_BURST", default=20.0)
+if not (PLACE_TRADE_RATE > 0 and PLACE_TRADE_BURST >= 1):
+    raise ImproperlyConfigured("PLACE_TRADE_RATE must be above 0 and PLACE_TRADE_BURST at least 1.")
 # Largest quantity one order may ask for (whole shares).
 MAX_ORDER_QUANTITY = env.int("MAX_ORDER_QUANTITY", default=1_000_000)
 # Buy orders hold quantity × quote × (1 + collar); the exchange may not fill above that price.
