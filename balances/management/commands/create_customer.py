@@ -1,11 +1,13 @@
 import json
 from decimal import Decimal, InvalidOperation
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework.authtoken.models import Token
 
 from balances.services import account_open
 from trades.models import Ticker
+from trades.pricing import MAX_CASH
 
 
 def parse_position(text: str) -> tuple[str, int]:
@@ -36,8 +38,12 @@ class Command(BaseCommand):
             amount = Decimal(cash)
         except InvalidOperation:
             raise CommandError(f"--cash must be a decimal amount: {cash!r}") from None
-        if amount < 0 or amount != amount.quantize(Decimal("0.01")):
-            raise CommandError("--cash must be a non-negative amount in whole cents")
+        if not (amount.is_finite() and 0 <= amount <= MAX_CASH) or amount != amount.quantize(
+            Decimal("0.01")
+        ):
+            raise CommandError(f"--cash must be an amount in whole cents from 0 to {MAX_CASH}")
+        if get_user_model().objects.filter(username=name).exists():
+            raise CommandError(f"a user named {name!r} already exists")
         positions = dict(parse_position(p) for p in position)
         unknown = set(positions) - set(
             Ticker.objects.filter(symbol__in=positions).values_list("symbol", flat=True)

@@ -17,8 +17,8 @@ def parse_shards(text: str, shard_count: int) -> list[int]:
     if "/" in text:
         part, _, parts = text.partition("/")
         k, n = int(part), int(parts)
-        if not 1 <= k <= n:
-            raise CommandError(f"--shards {text}: want K/N with 1 <= K <= N")
+        if not 1 <= k <= n <= shard_count:
+            raise CommandError(f"--shards {text}: want K/N with 1 <= K <= N <= {shard_count}")
         return [s for s in range(shard_count) if s * n // shard_count == k - 1]
     shards: set[int] = set()
     for item in text.split(","):
@@ -47,6 +47,10 @@ class Command(BaseCommand):
             shards = parse_shards(options["shards"], settings.SHARD_COUNT)
         except ValueError as exc:
             raise CommandError(f"--shards: {exc}") from None
+        if options["submit_threads"] < 1:
+            raise CommandError("--submit-threads: at least 1")
+        if options["poll_interval"] <= 0 or options["lock_retry_interval"] <= 0:
+            raise CommandError("--poll-interval and --lock-retry-interval: above 0")
         name = options["name"] or f"{socket.gethostname()}:{os.getpid()}"
         # A standby deposing this worker, should it freeze, ends this session by its name;
         # a lock held elsewhere must not keep this leader from its heartbeat for long.

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
 from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
@@ -43,17 +43,19 @@ class Command(BaseCommand):
             while not stop.is_set():
                 leadership.maintain()
                 if leadership.held:
-                    self._pass(client)
+                    completed = self._pass(client)
                     if once:
+                        if not completed:
+                            raise CommandError("the pass ended on a database error (see the log)")
                         return
                 elif once:
-                    self.stderr.write("another reaper is active")
-                    return
+                    raise CommandError("another reaper is active")
                 stop.wait(interval)
         finally:
             leadership.release_all()
 
-    def _pass(self, client) -> None:
+    def _pass(self, client) -> bool:
+        """One pass of every repair; False if a database error ended it early."""
         now = time.monotonic()
         self._unresolved = {t: until for t, until in self._unresolved.items() if until > now}
         try:
@@ -67,7 +69,7 @@ class Command(BaseCommand):
         except DatabaseError as exc:
             logger.warning("event=database_error reaper error=%r", exc)  # retried next pass
             connection.close()
-            return
+            return False
         for trade_id in report.failed:
             self._unresolved[trade_id] = now + UNRESOLVED_RETRY_SECONDS
         if report.found_work() or report.errors:
@@ -81,3 +83,4 @@ class Command(BaseCommand):
                 report.renotified_shards,
                 len(report.errors),
             )
+        return True
