@@ -152,6 +152,8 @@ class ShardWorker:
         self._backoff_until: dict[int, float] = {}
         # Customers whose transaction failed on its own (not the session): likewise.
         self._set_aside: dict[int, float] = {}
+        # Shards taken over in the middle of a drain, to drain next.
+        self._gained: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -165,8 +167,9 @@ class ShardWorker:
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                to_drain = set(notified)
-                to_drain.update(self._maintain_leadership_if_due())
+                self._maintain_leadership_if_due()
+                to_drain = notified | self._gained
+                self._gained.clear()
                 if now >= next_poll:
                     to_drain.update(self._shards_with_work())
                     next_poll = now + self.poll_interval
@@ -174,23 +177,25 @@ class ShardWorker:
                     self._drain(shard)
                 self._settle_refused()
                 timeout = max(0.0, min(self._next_locks, next_poll) - time.monotonic())
-                notified = self._wait_for_notifications(timeout)
+                notified = self._wait_for_notifications(0.0 if self._gained else timeout)
         finally:
             self._shutdown()
 
-    def _maintain_leadership_if_due(self) -> list[int]:
+    def _maintain_leadership_if_due(self) -> None:
         """Check and renew our locks (and heartbeat) every lock_retry_interval, also in the
         middle of a long drain, so that a busy leader is never taken for a frozen one."""
         if time.monotonic() < self._next_locks:
-            return []
+            return
         gained, _ = self.leadership.maintain()
+        self._gained.update(gained)
         self._next_locks = time.monotonic() + self.lock_retry_interval
-        return gained
 
     def _shutdown(self) -> None:
+        # The shards go back first: orders still being submitted need no leadership (sending
+        # again is idempotent, and the reaper looks after any whose submission fails).
+        self.leadership.release_all()
         self._submitters.shutdown(wait=True)
         self._settle_refused()
-        self.leadership.release_all()
         if self._listener is not None:
             self._listener.close()
         connection.close()
@@ -249,17 +254,18 @@ class ShardWorker:
                 customers = [c for c, _ in waiting if self._set_aside.get(c, 0.0) <= now]
                 if not customers:
                     return  # nothing, or only customers set aside: the poll comes back
+                self._maintain_leadership_if_due()
                 if not self._quote_ahead(shard, {t for _, t in waiting if t is not None}):
                     return
                 for customer_id in customers:
                     self._maintain_leadership_if_due()
-                    if self.leadership.epoch(shard) != epoch:
+                    if self._stop.is_set() or self.leadership.epoch(shard) != epoch:
                         return
                     try:
                         if not self._send_next(shard, epoch, customer_id):
                             return
-                    except DatabaseError as exc:
-                        if django_session_lost():
+                    except Exception as exc:
+                        if isinstance(exc, DatabaseError) and django_session_lost():
                             raise
                         self._set_customer_aside(customer_id, exc)
             except DatabaseError as exc:
@@ -275,6 +281,8 @@ class ShardWorker:
             customer_id,
             CUSTOMER_SET_ASIDE_SECONDS,
             exc,
+            # The traceback, unless the database or the exchange said what went wrong.
+            exc_info=not isinstance(exc, DatabaseError | ExchangeError | QuoteNeeded),
         )
         self._set_aside[customer_id] = time.monotonic() + CUSTOMER_SET_ASIDE_SECONDS
 

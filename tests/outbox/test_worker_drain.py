@@ -1,10 +1,13 @@
+import threading
 from decimal import Decimal
 
 import pytest
-from django.db import DataError
+from django.db import DataError, connection
 
 from balances.models import Account
+from brokerage.stack import wait_for
 from outbox import worker as worker_module
+from outbox.leadership import SHARD_LOCK_NAMESPACE
 from outbox.models import OutboxMessage, ShardLease
 from outbox.worker import ShardWorker
 from tests.outbox.test_quote_book import FakeExchange, SlowExchange
@@ -121,6 +124,64 @@ def test_a_ticker_the_exchange_will_not_quote_holds_up_only_its_customer(
     assert Trade.objects.get(id=stuck_trade.id).status == "placed"
     assert stuck.id in worker._set_aside
     assert 3 not in worker._backoff_until  # the shard itself goes on
+
+
+@pytest.mark.django_db
+def test_a_customer_the_worker_cannot_handle_at_all_is_set_aside_not_the_worker(
+    worker, submitted, make_customer
+):
+    OutboxMessage.objects.create(shard=3, customer_id=987654321)  # no such account
+    customer = make_customer()
+    trade = place_in_shard_3(customer.id, "AAPL")
+    worker.quotes.client = FakeExchange()
+
+    worker._drain(3)
+
+    assert [order.client_order_id for order in submitted] == [str(trade.id)]
+    assert 987654321 in worker._set_aside
+
+
+def shard_lock_held(shard: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s AND objid = %s AND objsubid = 2",
+            [SHARD_LOCK_NAMESPACE, shard],
+        )
+        return cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_sigterm_the_shards_go_back_before_the_orders_being_submitted_finish():
+    submitting = threading.Event()
+    finish = threading.Event()
+
+    class SlowExchangeClient:
+        def submit_order(self, order):
+            submitting.set()
+            finish.wait(10)
+            raise ExchangeUnavailable("still slow")
+
+    worker = ShardWorker(
+        shards=[7],
+        name="stopping",
+        poll_interval=1,
+        lock_retry_interval=1,
+        quote_max_age=1,
+        make_exchange_client=SlowExchangeClient,
+    )
+    worker.leadership.maintain()
+    assert shard_lock_held(7)
+    worker._submitters.submit(worker._submit, ORDER)
+    wait_for(submitting.is_set, timeout=5, what="the order to be on its way")
+    stopping = threading.Thread(target=worker._shutdown)
+    stopping.start()
+    try:
+        wait_for(lambda: not shard_lock_held(7), timeout=5, what="the shard to be released")
+        assert stopping.is_alive()  # the submission is still going on
+    finally:
+        finish.set()
+        stopping.join(10)
 
 
 @pytest.mark.django_db
