@@ -178,10 +178,12 @@ class ShardLeadership:
 
     def drop(self, shard: int) -> None:
         """Stop acting for `shard` (our epoch was found stale) and give its lock back, so
-        that the lock and our bookkeeping agree again."""
+        that the lock and our bookkeeping agree again. Like a killed session, a deposed
+        leader lets the standbys take over before it contests again."""
         if self.held.pop(shard, None) is None:
             return
         logger.warning("event=leadership_dropped shard=%s holder=%s", shard, self.holder)
+        self._contest_after = time.monotonic() + self.rejoin_after
         try:
             if self._conn is not None and not self._conn.closed:
                 self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.namespace, shard))

@@ -58,6 +58,16 @@ def test_one_leader_per_shard_and_each_takeover_bumps_the_epoch(leaderships):
     assert ShardLease.objects.get(shard=2).holder == "b"
 
 
+def test_a_deposed_leader_lets_the_standby_take_its_shard_first(leaderships):
+    deposed = leaderships("deposed", [5])
+    standby = leaderships("standby", [5])
+    assert deposed.maintain() == ([5], [])
+
+    deposed.drop(5)  # its epoch was found stale
+    assert deposed.maintain() == ([], [])  # it does not contest again at once
+    assert standby.maintain() == ([5], [])
+
+
 def test_a_leader_whose_session_is_killed_is_fenced_out(leaderships, customer):
     shard = shard_for_customer(customer.id)
     old = leaderships("old", [shard])
