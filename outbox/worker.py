@@ -11,7 +11,6 @@ import logging
 import queue
 import threading
 import time
-from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -31,6 +30,7 @@ from trades.exchange_client import (
     ExchangeRejectedRequest,
     ExchangeUnavailable,
     OrderRequest,
+    Quote,
 )
 from trades.execution import QuoteNeeded, rejected_report, trade_send_next, trade_settle
 
@@ -38,12 +38,14 @@ logger = logging.getLogger("outbox.worker")
 
 # With the ticker of each customer's next trade (read without locks: only to ask the
 # exchange for every quote the batch needs in one request, before the transactions).
+# Customers set aside are left out here, so that however many there are, they never fill
+# the batch and starve the customers behind them.
 _CUSTOMERS_WITH_WORK_SQL = """
 SELECT o.customer_id, (
     SELECT t.ticker FROM trades_trade t
     WHERE t.customer_id = o.customer_id AND t.status IN ('placed', 'in_progress')
     ORDER BY t.seq LIMIT 1
-) FROM outbox_outboxmessage o WHERE o.shard = %s
+) FROM outbox_outboxmessage o WHERE o.shard = %s AND NOT o.customer_id = ANY(%s)
 GROUP BY o.customer_id ORDER BY min(o.id) LIMIT %s
 """
 CUSTOMER_SET_ASIDE_SECONDS = 5.0
@@ -66,6 +68,9 @@ def quote_client_factory() -> ExchangeClient:
     )
 
 
+REFUSED_QUOTE_SECONDS = 5.0
+
+
 class QuoteBook(Mapping[str, Decimal | None]):
     """Quotes younger than `max_age`, by ticker (None: the exchange does not list it). A
     recent quote is reused: the collar, not the quote's age, is what guarantees a fill
@@ -78,6 +83,8 @@ class QuoteBook(Mapping[str, Decimal | None]):
         self.client = client
         self.max_age = max_age
         self._quotes: dict[str, tuple[float, Decimal | None]] = {}
+        # Tickers the exchange refused to quote on their own, until when to not ask again.
+        self._refused: dict[str, float] = {}
 
     def __getitem__(self, ticker: str) -> Decimal | None:
         at, price = self._quotes[ticker]
@@ -91,6 +98,11 @@ class QuoteBook(Mapping[str, Decimal | None]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def refused_lately(self, ticker: str) -> bool:
+        """Whether the exchange refused to quote `ticker` alone within REFUSED_QUOTE_SECONDS:
+        its customers then wait without costing a request each."""
+        return self._refused.get(ticker, 0.0) > time.monotonic()
+
     def fetch(self, *tickers: str) -> dict[str, Decimal | None]:
         """Ask the exchange for `tickers` and the ageing quotes, and return the answer;
         raises ExchangeError. An answer the client refuses (one odd ticker spoils a batch)
@@ -102,19 +114,32 @@ class QuoteBook(Mapping[str, Decimal | None]):
         asked = list(dict.fromkeys(tickers))
         extra = [t for t, (at, _) in self._quotes.items() if at < ageing and t not in asked]
         try:
-            quotes = self.client.quotes((asked + extra)[:MAX_TICKERS_PER_QUOTE])
+            quotes = self._ask((asked + extra)[:MAX_TICKERS_PER_QUOTE])
         except ExchangeUnavailable:
             raise
         except ExchangeError:
             if not extra:
                 raise
-            quotes = self.client.quotes(asked)
+            quotes = self._ask(asked)
         answered_at = time.monotonic()
+        for symbol in quotes:
+            self._refused.pop(symbol, None)
         # None: unlisted; its trades are rejected, and their customers' queues move on.
         prices = {symbol: quote.price if quote else None for symbol, quote in quotes.items()}
         for symbol, price in prices.items():
             self._quotes[symbol] = (answered_at, price)
         return prices
+
+    def _ask(self, tickers: list[str]) -> dict[str, Quote | None]:
+        """One request; a ticker the exchange refuses to quote on its own is remembered."""
+        try:
+            return self.client.quotes(tickers)
+        except ExchangeUnavailable:
+            raise
+        except ExchangeError:
+            if len(tickers) == 1:
+                self._refused[tickers[0]] = time.monotonic() + REFUSED_QUOTE_SECONDS
+            raise
 
 
 class ShardWorker:
@@ -248,16 +273,16 @@ class ShardWorker:
                 return
             try:
                 with connection.cursor() as cursor:
-                    cursor.execute(_CUSTOMERS_WITH_WORK_SQL, [shard, self.batch_size])
+                    cursor.execute(
+                        _CUSTOMERS_WITH_WORK_SQL, [shard, self._customers_aside(), self.batch_size]
+                    )
                     waiting = cursor.fetchall()
-                now = time.monotonic()
-                customers = [c for c, _ in waiting if self._set_aside.get(c, 0.0) <= now]
-                if not customers:
+                if not waiting:
                     return  # nothing, or only customers set aside: the poll comes back
                 self._maintain_leadership_if_due()
                 if not self._quote_ahead(shard, {t for _, t in waiting if t is not None}):
                     return
-                for customer_id in customers:
+                for customer_id, _ in waiting:
                     self._maintain_leadership_if_due()
                     if self._stop.is_set() or self.leadership.epoch(shard) != epoch:
                         return
@@ -286,11 +311,21 @@ class ShardWorker:
         )
         self._set_aside[customer_id] = time.monotonic() + CUSTOMER_SET_ASIDE_SECONDS
 
+    def _customers_aside(self) -> list[int]:
+        """The customers still set aside (forgetting those whose time is up)."""
+        now = time.monotonic()
+        self._set_aside = {c: until for c, until in self._set_aside.items() if until > now}
+        return list(self._set_aside)
+
     def _quote_ahead(self, shard: int, tickers: set[str]) -> bool:
         """Try to have the book quote `tickers` before the batch's transactions; False (and
         the shard rests) if the exchange is unreachable. Any other failure is left to each
         trade's own quote request, so that one bad ticker holds up only its own trades."""
-        missing = [ticker for ticker in sorted(tickers) if ticker not in self.quotes]
+        missing = [
+            ticker
+            for ticker in sorted(tickers)
+            if ticker not in self.quotes and not self.quotes.refused_lately(ticker)
+        ]
         if not missing:
             return True
         try:
@@ -315,8 +350,12 @@ class ShardWorker:
                 )
                 break
             except QuoteNeeded as need:
+                if self.quotes.refused_lately(need.ticker):
+                    self._set_customer_aside(customer_id, need)
+                    return True
                 try:
-                    quotes = ChainMap(self.quotes.fetch(need.ticker), self.quotes)
+                    # The answer itself, used however old it is by now (see QuoteBook.fetch).
+                    quotes = self.quotes.fetch(need.ticker)
                 except ExchangeUnavailable as exc:
                     logger.warning("event=quote_failed ticker=%s error=%r", need.ticker, exc)
                     self._backoff_until[shard] = time.monotonic() + 1.0

@@ -1,9 +1,18 @@
 """Operators' commands refuse bad arguments with a message and a non-zero exit."""
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
+from balances.management.commands.create_customer import NAME_TAKEN
+from brokerage.stack import free_port
 from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
+from tests.trades.factories import place_and_send
+from trades.management.commands.run_reaper import ANOTHER_REAPER_ACTIVE, PASS_ENDED_EARLY
+from trades.models import Trade
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +25,7 @@ def test_create_customer_refuses_an_opening_cash_it_cannot_book(cash):
 
 def test_create_customer_refuses_a_name_in_use():
     call_command("create_customer", "bob", cash="10.00")
-    with pytest.raises(CommandError, match="already exists"):
+    with pytest.raises(CommandError, match=re.escape(NAME_TAKEN.format(name="bob"))):
         call_command("create_customer", "bob", cash="10.00")
 
 
@@ -36,7 +45,16 @@ def test_run_reaper_once_says_so_when_another_reaper_is_active():
     other.maintain()
     try:
         assert other.held
-        with pytest.raises(CommandError, match="another reaper is active"):
+        with pytest.raises(CommandError, match=ANOTHER_REAPER_ACTIVE):
             call_command("run_reaper", once=True)
     finally:
         other.release_all()
+
+
+def test_run_reaper_once_fails_when_it_could_not_ask_the_exchange(customer, settings):
+    trade, _ = place_and_send(customer.id, quantity=1)
+    Trade.objects.filter(id=trade.id).update(submitted_at=timezone.now() - timedelta(hours=1))
+    settings.EXCHANGE_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+    with pytest.raises(CommandError, match=re.escape(PASS_ENDED_EARLY)):
+        call_command("run_reaper", once=True)

@@ -143,14 +143,14 @@ def trade_send_next(
         quote = quotes.get(nxt.ticker, _NO_QUOTE)  # one look: a quote may expire meanwhile
         if quote is _NO_QUOTE:
             raise QuoteNeeded(nxt.ticker)
-        collar = settings.PRICE_COLLAR
         is_buy = nxt.side == Trade.Side.BUY
-        limit_price = buy_limit_price if is_buy else sell_limit_price
-        limit = None if quote is None else limit_price(quote=quote, collar=collar)
-        hold = None
-        if limit is None:
+        hold = limit = None
+        if quote is not None and price_in_range(quote):
+            limit_price = buy_limit_price if is_buy else sell_limit_price
+            limit = limit_price(quote=quote, collar=settings.PRICE_COLLAR)
+        if quote is None:
             held, shortfall = False, NOT_LISTED
-        elif not price_in_range(limit):
+        elif limit is None or not price_in_range(limit):
             held, shortfall = False, QUOTE_OUT_OF_RANGE
         elif is_buy:
             hold = buy_hold(quantity=nxt.quantity, limit_price=limit)

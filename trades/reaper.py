@@ -5,7 +5,8 @@ changes goes through the same services as the normal path."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+import time
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -57,6 +58,8 @@ class ReapReport:
     errors: list[str] = field(default_factory=list)
     # In-flight trades this pass could not resolve (the caller may skip them for a while).
     failed: list[int] = field(default_factory=list)
+    # The pass stopped asking about trades in flight: the exchange was unreachable.
+    exchange_unavailable: bool = False
 
     def found_work(self) -> bool:
         return bool(self.requeued or self.settled or self.resubmitted or self.renotified_shards)
@@ -97,6 +100,7 @@ def reap_trades_in_flight(
         try:
             _reap_in_flight(trade, client, report)
         except ExchangeUnavailable as exc:
+            report.exchange_unavailable = True
             report.errors.append(f"exchange unavailable: {exc!r}")
             logger.warning("event=reaper_exchange_unavailable error=%r", exc)
             return  # one pass must not spend minutes timing out trade after trade
@@ -138,6 +142,25 @@ def _reap_in_flight(trade: Trade, client: ExchangeClient, report: ReapReport) ->
         )
     else:
         report.still_open += 1
+
+
+class UnresolvedTrades:
+    """In-flight trades the reaper could not resolve, left alone for `retry_after` seconds
+    so that a few unresolvable ones at the head of the queue never hold up the repairs
+    behind them."""
+
+    def __init__(self, retry_after: float = 60.0) -> None:
+        self.retry_after = retry_after
+        self._until: dict[int, float] = {}
+
+    def to_skip(self) -> list[int]:
+        now = time.monotonic()
+        self._until = {trade: until for trade, until in self._until.items() if until > now}
+        return list(self._until)
+
+    def note(self, trade_ids: Iterable[int]) -> None:
+        until = time.monotonic() + self.retry_after
+        self._until.update(dict.fromkeys(trade_ids, until))
 
 
 def renotify_stale_outbox(*, older_than: timedelta) -> int:

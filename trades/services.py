@@ -11,10 +11,10 @@ import logging
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
 from brokerage.errors import BrokerageError, Conflict, NotFound, RateLimited
 from outbox.notify import shard_waker
@@ -36,11 +36,13 @@ class PlaceResult:
     created: bool
 
 
-def account_lock(*, customer_id: int) -> int:
-    """Take the customer lock (the account row, FOR UPDATE); returns the customer's shard."""
+def account_lock(*, customer_id: int) -> datetime:
+    """Take the customer lock (the account row, FOR UPDATE); returns the database's time
+    once it is held (trades are stamped with the database's clock: see trades.execution)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT shard FROM balances_account WHERE customer_id = %s FOR UPDATE", [customer_id]
+            "SELECT clock_timestamp() FROM balances_account WHERE customer_id = %s FOR UPDATE",
+            [customer_id],
         )
         row = cursor.fetchone()
     if row is None:
@@ -136,7 +138,7 @@ def trade_cancel(*, customer_id: int, trade_id: int) -> Trade:
     One transaction: locks the account row, then the trade row; raises NotFound for
     another customer's trade and Conflict for any state but `placed`."""
     with transaction.atomic():
-        account_lock(customer_id=customer_id)
+        now = account_lock(customer_id=customer_id)
         trade = (
             Trade.objects.select_for_update().filter(customer_id=customer_id, id=trade_id).first()
         )
@@ -146,7 +148,7 @@ def trade_cancel(*, customer_id: int, trade_id: int) -> Trade:
             raise Conflict("trade_not_cancellable", NOT_CANCELLABLE.format(status=trade.status))
         trade.save(
             update_fields=trade.transition_to(
-                Trade.Status.CANCELLED, reason="cancelled by customer", finished_at=timezone.now()
+                Trade.Status.CANCELLED, reason="cancelled by customer", finished_at=now
             )
         )
     return trade

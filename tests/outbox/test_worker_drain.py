@@ -127,6 +127,22 @@ def test_a_ticker_the_exchange_will_not_quote_holds_up_only_its_customer(
 
 
 @pytest.mark.django_db
+def test_customers_set_aside_never_fill_the_batch_and_an_unquotable_ticker_is_asked_once(
+    worker, submitted, make_customer
+):
+    worker.batch_size = 2
+    stuck = [place_in_shard_3(make_customer().id, "AAPL") for _ in range(3)]
+    behind = place_in_shard_3(make_customer().id, "MSFT")
+    exchange = worker.quotes.client = RefusesTicker("AAPL")
+
+    worker._drain(3)
+
+    assert [order.client_order_id for order in submitted] == [str(behind.id)]
+    assert {t.customer_id for t in stuck} <= worker._set_aside.keys()
+    assert exchange.asked.count(["AAPL"]) == 1
+
+
+@pytest.mark.django_db
 def test_a_customer_the_worker_cannot_handle_at_all_is_set_aside_not_the_worker(
     worker, submitted, make_customer
 ):

@@ -23,7 +23,7 @@ from trades.execution import (
     trade_settle,
 )
 from trades.models import Trade
-from trades.services import trade_place
+from trades.services import trade_cancel, trade_place
 
 pytestmark = pytest.mark.django_db
 
@@ -70,8 +70,20 @@ class TestSend:
 
     @pytest.mark.parametrize(
         ("side", "quote"),
-        [("buy", "0.00005"), ("buy", "20000000000"), ("sell", "20000000000")],
-        ids=["buy-below-a-tick", "buy-beyond-the-column", "sell-beyond-the-column"],
+        [
+            ("buy", "0.00005"),
+            ("buy", "20000000000"),
+            ("sell", "20000000000"),
+            ("buy", "1E+30"),
+            ("sell", "1E+30"),
+        ],
+        ids=[
+            "buy-below-a-tick",
+            "buy-beyond-the-column",
+            "sell-beyond-the-column",
+            "buy-beyond-decimal-precision",
+            "sell-beyond-decimal-precision",
+        ],
     )
     def test_a_quote_that_gives_no_usable_limit_rejects_the_trade(self, customer, side, quote):
         trade = place(customer.id, side=side)
@@ -291,8 +303,9 @@ class TestSettle:
         trade, _ = place_and_send(customer.id, quantity=1)
         trade_settle(report=report_for(trade))
         trade.refresh_from_db()
+        cancelled = trade_cancel(customer_id=customer.id, trade_id=place(customer.id).id)
 
-        assert started <= trade.submitted_at <= trade.finished_at
+        assert started <= trade.submitted_at <= trade.finished_at <= cancelled.finished_at
 
     def test_a_sell_below_its_protection_is_refused(self, customer):
         trade, _ = place_and_send(customer.id, side="sell", quantity=1, quote="100.00")

@@ -9,6 +9,8 @@ from balances.services import account_open
 from trades.models import Ticker
 from trades.pricing import MAX_CASH
 
+NAME_TAKEN = "a user named {name!r} already exists"
+
 
 def parse_position(text: str) -> tuple[str, int]:
     ticker, _, quantity = text.partition("=")
@@ -43,7 +45,7 @@ class Command(BaseCommand):
         ):
             raise CommandError(f"--cash must be an amount in whole cents from 0 to {MAX_CASH}")
         if get_user_model().objects.filter(username=name).exists():
-            raise CommandError(f"a user named {name!r} already exists")
+            raise CommandError(NAME_TAKEN.format(name=name))
         positions = dict(parse_position(p) for p in position)
         unknown = set(positions) - set(
             Ticker.objects.filter(symbol__in=positions).values_list("symbol", flat=True)

@@ -3,7 +3,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -12,13 +11,13 @@ from django.db import DatabaseError, connection
 
 from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
 from outbox.worker import exchange_client_factory
-from trades.reaper import reap_once
+from trades.exchange_client import ExchangeClient
+from trades.reaper import UnresolvedTrades, reap_once
 
 logger = logging.getLogger("trades.reaper")
 
-# An in-flight trade the reaper could not resolve is left alone this long, so that a few
-# unresolvable ones at the head of the queue never hold up the repairs behind them.
-UNRESOLVED_RETRY_SECONDS = 60.0
+ANOTHER_REAPER_ACTIVE = "another reaper is active"
+PASS_ENDED_EARLY = "the pass ended early: database or exchange unreachable (see the log)"
 
 
 class Command(BaseCommand):
@@ -38,7 +37,7 @@ class Command(BaseCommand):
             shards=[0], holder=name, namespace=REAPER_LOCK_NAMESPACE, leases=False
         )
         client = exchange_client_factory()
-        self._unresolved: dict[int, float] = {}
+        self._unresolved = UnresolvedTrades()
         try:
             while not stop.is_set():
                 leadership.maintain()
@@ -46,32 +45,29 @@ class Command(BaseCommand):
                     completed = self._pass(client)
                     if once:
                         if not completed:
-                            raise CommandError("the pass ended on a database error (see the log)")
+                            raise CommandError(PASS_ENDED_EARLY)
                         return
                 elif once:
-                    raise CommandError("another reaper is active")
+                    raise CommandError(ANOTHER_REAPER_ACTIVE)
                 stop.wait(interval)
         finally:
             leadership.release_all()
 
-    def _pass(self, client) -> bool:
-        """One pass of every repair; False if a database error ended it early."""
-        now = time.monotonic()
-        self._unresolved = {t: until for t, until in self._unresolved.items() if until > now}
+    def _pass(self, client: ExchangeClient) -> bool:
+        """One pass of every repair; False if it ended early (database or exchange down)."""
         try:
             report = reap_once(
                 client=client,
                 placed_stale=timedelta(seconds=settings.REAPER_PLACED_STALE_SECONDS),
                 in_flight_deadline=timedelta(seconds=settings.REAPER_IN_FLIGHT_DEADLINE),
                 outbox_stale=timedelta(seconds=settings.REAPER_OUTBOX_STALE_SECONDS),
-                skip=self._unresolved.keys(),
+                skip=self._unresolved.to_skip(),
             )
         except DatabaseError as exc:
             logger.warning("event=database_error reaper error=%r", exc)  # retried next pass
             connection.close()
             return False
-        for trade_id in report.failed:
-            self._unresolved[trade_id] = now + UNRESOLVED_RETRY_SECONDS
+        self._unresolved.note(report.failed)
         if report.found_work() or report.errors:
             logger.info(
                 "event=reaper_pass requeued=%d settled=%d resubmitted=%d still_open=%d "
@@ -83,4 +79,4 @@ class Command(BaseCommand):
                 report.renotified_shards,
                 len(report.errors),
             )
-        return True
+        return not report.exchange_unavailable
