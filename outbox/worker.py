@@ -112,7 +112,11 @@ class QuoteBook(Mapping[str, Decimal | None]):
         used once, which is what `max_age` 0 means)."""
         ageing = time.monotonic() - self.max_age * 0.75
         asked = list(dict.fromkeys(tickers))
-        extra = [t for t, (at, _) in self._quotes.items() if at < ageing and t not in asked]
+        extra = [
+            t
+            for t, (at, _) in self._quotes.items()
+            if at < ageing and t not in asked and not self.refused_lately(t)
+        ]
         try:
             quotes = self._ask((asked + extra)[:MAX_TICKERS_PER_QUOTE])
         except ExchangeUnavailable:
@@ -121,6 +125,8 @@ class QuoteBook(Mapping[str, Decimal | None]):
             if not extra:
                 raise
             quotes = self._ask(asked)
+            for ticker in extra:  # one of them spoils a batch: each is asked alone when needed
+                self._quotes.pop(ticker, None)
         answered_at = time.monotonic()
         for symbol in quotes:
             self._refused.pop(symbol, None)

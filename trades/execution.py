@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -145,9 +145,12 @@ def trade_send_next(
             raise QuoteNeeded(nxt.ticker)
         is_buy = nxt.side == Trade.Side.BUY
         hold = limit = None
-        if quote is not None and price_in_range(quote):
+        if quote is not None:
             limit_price = buy_limit_price if is_buy else sell_limit_price
-            limit = limit_price(quote=quote, collar=settings.PRICE_COLLAR)
+            try:
+                limit = limit_price(quote=quote, collar=settings.PRICE_COLLAR)
+            except InvalidOperation:  # beyond Decimal's precision: out of range too
+                limit = None
         if quote is None:
             held, shortfall = False, NOT_LISTED
         elif limit is None or not price_in_range(limit):

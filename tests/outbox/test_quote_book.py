@@ -147,3 +147,19 @@ def test_with_max_age_zero_every_answer_is_used_once_and_never_kept(clock):
     assert book.fetch("AAPL") == {"AAPL": Decimal("10.00")}
     clock[0] += 0.001
     assert "AAPL" not in book
+
+
+def test_a_ticker_refused_alone_is_not_asked_for_again_for_a_while(clock):
+    exchange = RefusesBatchesWith(None, ExchangeError("malformed quotes"))
+    book = QuoteBook(exchange, max_age=1.0)
+    book.fetch("ODD")
+    exchange.bad = "ODD"
+    clock[0] += 0.9
+    with pytest.raises(ExchangeError):
+        book.fetch("ODD")
+
+    book.fetch("AAPL")  # ODD is ageing, but refused lately: not an extra
+    clock[0] += worker.REFUSED_QUOTE_SECONDS
+
+    assert exchange.asked[-2:] == [["ODD"], ["AAPL"]]  # one request for AAPL, not two
+    assert book.refused_lately("ODD") is False

@@ -99,6 +99,20 @@ class TestSend:
         assert account(customer.id).cash_held == 0 and position(customer.id).held == 0
         assert_invariants_hold()
 
+    @pytest.mark.parametrize(
+        ("side", "quote", "limit"),
+        [
+            ("sell", "0.00005", "0.0001"),
+            ("buy", "0.000096", "0.0001"),
+            ("sell", "10000000000", "9500000000.0000"),
+        ],
+    )
+    def test_a_quote_out_of_range_whose_limit_is_usable_is_sent(self, customer, side, quote, limit):
+        trade, order = place_and_send(customer.id, side=side, quantity=1, quote=quote)
+
+        assert trade.status == "in_progress"
+        assert trade.limit_price == Decimal(limit)
+
     def test_a_buy_beyond_buying_power_is_rejected_and_the_next_trade_follows(self, customer):
         too_big = place(customer.id, quantity=100)  # needs 10,500 at 100.00
         follower = place(customer.id, quantity=1)
