@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -25,10 +25,9 @@ from trades.pricing import (
     MAX_CASH,
     PRICE_TICK,
     buy_hold,
-    buy_limit_price,
     price_in_range,
-    sell_limit_price,
     trade_value,
+    usable_limit_price,
 )
 from trades.services import NO_ACCOUNT
 
@@ -146,14 +145,10 @@ def trade_send_next(
         is_buy = nxt.side == Trade.Side.BUY
         hold = limit = None
         if quote is not None:
-            limit_price = buy_limit_price if is_buy else sell_limit_price
-            try:
-                limit = limit_price(quote=quote, collar=settings.PRICE_COLLAR)
-            except InvalidOperation:  # beyond Decimal's precision: out of range too
-                limit = None
+            limit = usable_limit_price(is_buy=is_buy, quote=quote, collar=settings.PRICE_COLLAR)
         if quote is None:
             held, shortfall = False, NOT_LISTED
-        elif limit is None or not price_in_range(limit):
+        elif limit is None:
             held, shortfall = False, QUOTE_OUT_OF_RANGE
         elif is_buy:
             hold = buy_hold(quantity=nxt.quantity, limit_price=limit)

@@ -5,7 +5,7 @@ because the exchange may not fill above the limit we send."""
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 PRICE_TICK = Decimal("0.0001")
@@ -27,6 +27,17 @@ def buy_limit_price(*, quote: Decimal, collar: Decimal) -> Decimal:
 def sell_limit_price(*, quote: Decimal, collar: Decimal) -> Decimal:
     """The least a sell may fill at: quote × (1 − collar), rounded up to the tick."""
     return max((quote * (1 - collar)).quantize(PRICE_TICK, rounding=ROUND_CEILING), PRICE_TICK)
+
+
+def usable_limit_price(*, is_buy: bool, quote: Decimal, collar: Decimal) -> Decimal | None:
+    """The buy or sell limit for `quote`, or None if it is not one we can send and store
+    (below a tick, beyond the price column, or beyond Decimal's precision)."""
+    limit_price = buy_limit_price if is_buy else sell_limit_price
+    try:
+        limit = limit_price(quote=quote, collar=collar)
+    except InvalidOperation:
+        return None
+    return limit if price_in_range(limit) else None
 
 
 def buy_hold(*, quantity: int, limit_price: Decimal) -> Decimal:
