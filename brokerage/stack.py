@@ -127,9 +127,11 @@ class Stack:
         self._start_gunicorn("web", self.web_port, workers, *extra)
 
     def start_callbacks(self, workers: int = 2, *extra: str) -> None:
-        """The exchange's callback endpoint on a gunicorn of its own (see __init__)."""
+        """The exchange's callback receiver (settings.callbacks) on a gunicorn of its own
+        (see __init__)."""
         assert self.callbacks_port != self.web_port, "Stack(separate_callbacks=True) first"
-        self._start_gunicorn("callbacks", self.callbacks_port, workers, *extra)
+        receiver = ("--env", "DJANGO_SETTINGS_MODULE=settings.callbacks")
+        self._start_gunicorn("callbacks", self.callbacks_port, workers, *receiver, *extra)
 
     def _start_gunicorn(self, name: str, port: int, workers: int, *extra: str) -> None:
         self._spawn(

@@ -120,3 +120,28 @@ def test_a_signed_body_that_is_not_an_object_is_refused(client):
     body = b"[1, 2, 3]"
     response = post(client, body, signed_headers(body))
     assert response.status_code == 400
+
+
+@pytest.fixture
+def callback_receiver(settings):
+    """The callback receiver's own URLs and middleware (settings.callbacks)."""
+    from settings import callbacks
+
+    settings.ROOT_URLCONF = callbacks.ROOT_URLCONF
+    settings.MIDDLEWARE = callbacks.MIDDLEWARE
+
+
+def test_the_callback_receiver_settles_and_serves_nothing_else(client, customer, callback_receiver):
+    trade, _ = place_and_send(customer.id, quantity=2)
+    body = callback_body(trade)
+
+    settled = post(client, body, signed_headers(body))
+    forged = post(client, body, {})
+
+    assert settled.status_code == 200 and settled.json() == {"result": "settled"}
+    assert forged.status_code == 401 and forged.json()["error"] == "invalid_signature"
+    assert client.get("/healthz").status_code == 200
+    for hidden in ("/api/v1/trades/", "/admin/", "/api/docs/", "/api/schema/"):
+        response = client.get(hidden)
+        assert response.status_code == 404, hidden
+        assert response.json()["error"] == "not_found"

@@ -1,0 +1,15 @@
+"""What the callback receiver (settings.callbacks) serves: the exchange's reports and the
+health check, nothing a customer or a member of staff uses."""
+
+from django.urls import path
+
+from brokerage.health import healthz
+from trades.apis import ExchangeCallbackApi
+
+handler404 = "brokerage.errors.json_not_found"
+handler500 = "brokerage.errors.json_server_error"
+
+urlpatterns = [
+    path("exchange/callback/", ExchangeCallbackApi.as_view(), name="exchange-callback"),
+    path("healthz", healthz, name="healthz"),
+]
