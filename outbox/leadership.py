@@ -51,6 +51,19 @@ SELECT frozen.shard, frozen.holder, pg_terminate_backend(a.pid)
 FROM frozen JOIN pg_stat_activity a
   ON a.pid = frozen.holder_pid OR a.application_name = left('worker ' || frozen.holder, 63)
 """
+# A shard whose lock we now hold but whose lease row an old leader's transaction still
+# locks: that leader no longer leads, so a transaction of it sitting idle (its process
+# frozen) is ended; one that is running will finish by itself.
+_END_IDLE_OLD_LEADER_SQL = """
+SELECT l.holder, pg_terminate_backend(a.pid)
+FROM outbox_shardlease l JOIN pg_stat_activity a
+  ON a.application_name = left('worker ' || l.holder, 63)
+WHERE l.shard = %s AND l.holder <> %s
+  AND a.state IN ('idle in transaction', 'idle in transaction (aborted)')
+  AND a.state_change < now() - make_interval(secs => %s)
+"""
+# How long an old leader's transaction may sit idle on a lease row before it is ended.
+OLD_LEADER_IDLE_SECONDS = 0.2
 
 
 class ShardLeadership:
@@ -152,8 +165,10 @@ class ShardLeadership:
                 try:
                     (epoch,) = self._conn.execute(_TAKE_EPOCH_SQL, (shard, self.holder)).fetchone()
                 except psycopg.errors.LockNotAvailable:
-                    # The old leader's open transaction still holds the lease row: leave
-                    # this shard for the next round rather than stall every other one.
+                    # The old leader's open transaction still holds the lease row: end it
+                    # if it sits idle, and leave this shard for the next round rather
+                    # than stall every other one.
+                    self._end_idle_old_leader(shard)
                     self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.namespace, shard))
                     logger.info("event=lease_row_busy shard=%s holder=%s", shard, self.holder)
                     continue
@@ -163,6 +178,20 @@ class ShardLeadership:
                 "event=leadership_taken shard=%s epoch=%s holder=%s", shard, epoch, self.holder
             )
         return gained
+
+    def _end_idle_old_leader(self, shard: int) -> None:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            _END_IDLE_OLD_LEADER_SQL, (shard, self.holder, OLD_LEADER_IDLE_SECONDS)
+        ).fetchall()
+        for holder, ended in rows:
+            logger.warning(
+                "event=old_leader_transaction_ended shard=%s leader=%s by=%s ended=%s",
+                shard,
+                holder,
+                self.holder,
+                ended,
+            )
 
     def _depose_frozen(self, shards: list[int]) -> None:
         assert self._conn is not None

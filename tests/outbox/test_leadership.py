@@ -151,3 +151,26 @@ def test_the_reapers_lock_never_touches_shard_leases(leaderships):
     assert reaper.maintain() == ([0], [])
     assert ShardLease.objects.get(shard=0).epoch == epoch
     assert ShardLease.objects.get(shard=0).holder == "worker"
+
+
+def test_a_deposed_leader_frozen_inside_a_transaction_does_not_hold_up_the_takeover(
+    leaderships,
+):
+    """Its lock session is gone, but its work session sits idle in a transaction that
+    share-locks the lease row (a process stopped mid-transaction): the standby ends that
+    transaction instead of waiting for the server's idle timeout."""
+    old = leaderships("old", [9])
+    standby = leaderships("standby", [9])
+    old.maintain()
+    first_epoch = old.epoch(9)
+    params = {**connection.get_connection_params(), "application_name": "worker old"}
+    with psycopg.connect(**params, autocommit=False) as frozen_work:
+        frozen_work.execute("SELECT epoch FROM outbox_shardlease WHERE shard = 9 FOR SHARE")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid_of("old")])
+
+        wait_for(lambda: standby.maintain() and 9 in standby.held, timeout=2, what="takeover")
+
+        assert standby.epoch(9) == first_epoch + 1
+        with pytest.raises(psycopg.OperationalError):
+            frozen_work.execute("SELECT 1")
