@@ -208,7 +208,8 @@ PRICE_COLLAR = Decimal(env.str("PRICE_COLLAR", default="0.05"))
 EXCHANGE_URL = env("EXCHANGE_URL", default="http://127.0.0.1:9000")
 EXCHANGE_CONNECT_TIMEOUT = env.float("EXCHANGE_CONNECT_TIMEOUT", default=1.0)
 EXCHANGE_READ_TIMEOUT = env.float("EXCHANGE_READ_TIMEOUT", default=3.0)
-# Where the exchange calls us back (it must reach the web process).
+# Where the exchange calls us back: the callback receiver (settings.callbacks), or any web
+# process, which serves the callback too.
 CALLBACK_URL = env("CALLBACK_URL", default="http://127.0.0.1:8000/exchange/callback/")
 # Standard Webhooks secrets ("whsec_..."), space-separated: the first signs, any verifies,
 # so a secret can be rotated without downtime.

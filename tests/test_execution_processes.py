@@ -106,6 +106,33 @@ def test_every_trade_reaches_a_terminal_state_in_customer_order(stack):
     assert_exchange_saw_customer_order(stack)
 
 
+def test_fills_settle_through_the_callback_receiver_which_serves_nothing_else(tmp_path):
+    stack = Stack(
+        tmp_path,
+        database_url=database_url(),
+        shard_count=settings.SHARD_COUNT,
+        separate_callbacks=True,
+    )
+    try:
+        stack.start_exchange("--fill-delay-ms", "1,5")
+        stack.start_web()
+        stack.start_callbacks()
+        stack.start_worker("w1")
+        customers = [create_customer(cash="100000.00") for _ in range(3)]
+
+        place_many(stack, customers, per_customer=2)
+
+        wait_until_all_terminal()
+        assert Trade.objects.filter(status="filled").count() == 6
+        assert stack.exchange_stats()["callbacks_delivered"] >= 6
+        receiver = f"http://127.0.0.1:{stack.callbacks_port}"
+        for hidden in ("/api/v1/trades/", "/admin/", "/api/docs/"):
+            assert requests.get(receiver + hidden, timeout=5).status_code == 404, hidden
+        assert_audit_passes()
+    finally:
+        stack.stop_all()
+
+
 def test_short_customers_are_rejected_with_their_reason(stack):
     stack.start_exchange("--fill-delay-ms", "1,5")
     stack.start_web()

@@ -141,6 +141,7 @@ def test_the_callback_receiver_settles_and_serves_nothing_else(client, customer,
     assert settled.status_code == 200 and settled.json() == {"result": "settled"}
     assert forged.status_code == 401 and forged.json()["error"] == "invalid_signature"
     assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz", HTTP_HOST="elsewhere.example").status_code == 400
     for hidden in ("/api/v1/trades/", "/admin/", "/api/docs/", "/api/schema/"):
         response = client.get(hidden)
         assert response.status_code == 404, hidden
