@@ -28,10 +28,11 @@ PROCESS_FAULTS = (
     "terminate_listener",
     "kill_web",
     "kill_reaper",
+    "stop_reaper",
     "postgres_restart",
 )
 # Extra process faults beyond one of each, by weight.
-PROCESS_WEIGHTS = (3, 1, 1, 2, 2, 1, 1, 1, 1)
+PROCESS_WEIGHTS = (3, 1, 1, 2, 2, 1, 1, 1, 1, 1)
 EXCHANGE_FAULTS = (
     "exchange_outage",
     "callbacks_duplicated",
@@ -69,7 +70,8 @@ def plan_faults(
     for at, kind in zip(times, kinds, strict=True):
         value = 0
         if kind.startswith("stop"):
-            # Longer than a takeover takes (WORKER_LEASE_TIMEOUT for a frozen leader).
+            # Longer than a takeover takes (WORKER_LEASE_TIMEOUT for a frozen leader,
+            # REAPER_LEASE_TIMEOUT for a frozen reaper).
             hold = rng.uniform(5.0, 6.0) if short else rng.uniform(6.0, 10.0)
             value = rng.randint(0, 1)  # 1: try to freeze it inside a transaction
         else:
@@ -511,6 +513,32 @@ class FaultRunner:
         self.note(f"kill_reaper {active}: {self.active_reaper()} active after {_s(took)}")
         self.stop.wait(fault.hold)  # scheduled downtime
         self.stack.restart(active)
+
+    def stop_reaper(self, fault: Fault) -> None:
+        """SIGSTOP the active reaper: its lock session stays open, so only the standby
+        ending it (after REAPER_LEASE_TIMEOUT without a lock check) hands repairs over."""
+        active = self.active_reaper()
+        if active is None:
+            self.skipped[fault.kind] += 1
+            self.note("stop_reaper: no reaper holds the reaper lock; skipped")
+            return
+        self._count(fault)
+        self.stack.sigstop(active)
+        took = timed(
+            lambda: self.active_reaper() not in (None, active),
+            timeout=fault.hold,
+            what="the standby reaper",
+        )
+        self.stack.sigcont(active)
+        if took is None:
+            self.finding(
+                f"stop_reaper: no other reaper took over in the {fault.hold:.1f}s {active} "
+                "was stopped"
+            )
+        self.note(
+            f"stop_reaper {active} for {fault.hold:.1f}s: {self.active_reaper()} active "
+            f"after {_s(took)}"
+        )
 
     def postgres_restart(self, fault: Fault) -> None:
         if not self.cluster.embedded:

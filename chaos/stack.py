@@ -124,6 +124,8 @@ def environment_for_children(pgdata: Path | None) -> dict[str, str]:
         "WORKER_LOCK_RETRY_INTERVAL": "0.2",
         # A frozen leader is deposed by a standby after this long without a heartbeat.
         "WORKER_LEASE_TIMEOUT": "3",
+        # ...and a frozen reaper after this long without checking its lock.
+        "REAPER_LEASE_TIMEOUT": "2",
         "EXCHANGE_READ_TIMEOUT": "2",
         "LOG_LEVEL": "INFO",
     }

@@ -49,15 +49,30 @@ WITH frozen AS (
 )
 SELECT frozen.shard, frozen.holder, pg_terminate_backend(a.pid)
 FROM frozen JOIN pg_stat_activity a
-  ON a.pid = frozen.holder_pid OR a.application_name = left('worker ' || frozen.holder, 63)
+  ON a.pid = frozen.holder_pid
+  OR (a.datname = current_database()
+      AND a.application_name = left('worker ' || frozen.holder, 63))
+"""
+# Without lease rows (the reaper), the holder's lock session is its heartbeat: a holder
+# checks its locks on that session every few seconds, so one idle for longer than the
+# timeout belongs to a frozen process. Ending it releases the lock.
+_DEPOSE_IDLE_HOLDERS_SQL = """
+SELECT l.objid::int, a.application_name, pg_terminate_backend(a.pid)
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2 AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.objid::int = ANY(%s) AND l.pid <> pg_backend_pid()
+  AND a.state = 'idle' AND a.state_change < now() - make_interval(secs => %s)
 """
 # A shard whose lock we now hold but whose lease row an old leader's transaction still
-# locks: that leader no longer leads, so a transaction of it sitting idle (its process
-# frozen) is ended; one that is running will finish by itself.
+# locks: that leader no longer leads, so its transaction, if it sits idle (its process
+# frozen), is ended; one that is running will finish by itself. The session is the one
+# whose transaction locks the row (the row's xmax), and must bear the old leader's name.
 _END_IDLE_OLD_LEADER_SQL = """
 SELECT l.holder, pg_terminate_backend(a.pid)
 FROM outbox_shardlease l JOIN pg_stat_activity a
-  ON a.application_name = left('worker ' || l.holder, 63)
+  ON a.backend_xid = l.xmax AND a.datname = current_database()
+  AND a.application_name = left('worker ' || l.holder, 63)
 WHERE l.shard = %s AND l.holder <> %s
   AND a.state IN ('idle in transaction', 'idle in transaction (aborted)')
   AND a.state_change < now() - make_interval(secs => %s)
@@ -81,7 +96,8 @@ class ShardLeadership:
     With `lease_timeout`, a leader writes a heartbeat at every `maintain()`, and a
     standby ends the lock session of a leader whose heartbeat is older than the timeout
     (a frozen process keeps its session, and so its locks, alive). Without leases (the
-    reaper), only the lock counts and no lease row is written."""
+    reaper), no lease row is written and no epoch kept: the lock session's own activity
+    at every `maintain()` is the heartbeat."""
 
     def __init__(
         self,
@@ -129,7 +145,7 @@ class ShardLeadership:
             if time.monotonic() < self._contest_after:
                 candidates = []
             gained = self._try_take(candidates)
-            if self.leases and self.lease_timeout and len(gained) < len(candidates):
+            if self.lease_timeout and len(gained) < len(candidates):
                 self._depose_frozen([s for s in candidates if s not in self.held])
         except psycopg.Error as exc:
             logger.warning("event=lock_session_lost holder=%s error=%r", self.holder, exc)
@@ -195,8 +211,13 @@ class ShardLeadership:
 
     def _depose_frozen(self, shards: list[int]) -> None:
         assert self._conn is not None
-        rows = self._conn.execute(_DEPOSE_FROZEN_SQL, (shards, self.lease_timeout)).fetchall()
-        for shard, holder, ended in rows:
+        if self.leases:
+            rows = self._conn.execute(_DEPOSE_FROZEN_SQL, (shards, self.lease_timeout))
+        else:
+            rows = self._conn.execute(
+                _DEPOSE_IDLE_HOLDERS_SQL, (self.namespace, shards, self.lease_timeout)
+            )
+        for shard, holder, ended in rows.fetchall():
             logger.warning(
                 "event=frozen_leader_deposed shard=%s leader=%s by=%s ended=%s",
                 shard,

@@ -38,6 +38,12 @@ def test_run_shard_worker_refuses_a_configuration_that_could_not_work(options):
         call_command("run_shard_worker", **options)
 
 
+@pytest.mark.parametrize("interval", [0, -1, float("nan")])
+def test_run_reaper_refuses_an_interval_that_would_spin(interval):
+    with pytest.raises(CommandError, match="--interval"):
+        call_command("run_reaper", interval=interval)
+
+
 def test_run_reaper_once_says_so_when_another_reaper_is_active():
     other = ShardLeadership(
         shards=[0], holder="other reaper", namespace=REAPER_LOCK_NAMESPACE, leases=False

@@ -309,3 +309,33 @@ def test_a_frozen_leader_is_deposed_and_fenced_when_it_wakes(stack):
     assert "event=frozen_leader_deposed" in stack.log("standby")
     assert_audit_passes()
     assert_exchange_saw_customer_order(stack)
+
+
+def test_a_frozen_reaper_is_replaced_by_the_standby(stack):
+    stack.env["REAPER_LEASE_TIMEOUT"] = "1.5"
+    # No callbacks at all: only a reaper can settle these trades.
+    stack.start_exchange("--fill-delay-ms", "1,5", "--no-callback-rate", "1.0")
+    stack.start_web()
+    stack.start_worker("w1")
+    stack.start_reaper(name="frozen")
+    wait_for(
+        lambda: "event=leadership_taken" in stack.log("frozen"),
+        timeout=20,
+        what="the first reaper to become active",
+    )
+    stack.start_reaper(name="standby")
+    stack.signal("frozen", signal.SIGSTOP)
+    customers = [create_customer(cash="100000.00") for _ in range(3)]
+
+    place_many(stack, customers, per_customer=2)
+
+    wait_until_all_terminal(timeout=60)
+    assert "event=frozen_leader_deposed" in stack.log("standby")
+    assert "event=reaper_settled" in stack.log("standby")
+    stack.signal("frozen", signal.SIGCONT)
+    wait_for(
+        lambda: "event=lock_session_lost" in stack.log("frozen"),
+        timeout=15,
+        what="the woken reaper to notice it was deposed",
+    )
+    assert_audit_passes()

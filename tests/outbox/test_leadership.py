@@ -1,5 +1,6 @@
 """Leadership and fencing over real sessions: advisory locks, pg_terminate_backend."""
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -164,8 +165,16 @@ def test_a_deposed_leader_frozen_inside_a_transaction_does_not_hold_up_the_takeo
     old.maintain()
     first_epoch = old.epoch(9)
     params = {**connection.get_connection_params(), "application_name": "worker old"}
-    with psycopg.connect(**params, autocommit=False) as frozen_work:
+    with (
+        psycopg.connect(**params, autocommit=False) as frozen_work,
+        # Same name, idle in a transaction too, but not holding the lease row; and the
+        # same in another database of the cluster. Neither may be touched.
+        psycopg.connect(**params, autocommit=False) as bystander,
+        psycopg.connect(**{**params, "dbname": "postgres"}, autocommit=False) as elsewhere,
+    ):
         frozen_work.execute("SELECT epoch FROM outbox_shardlease WHERE shard = 9 FOR SHARE")
+        bystander.execute("SELECT txid_current()")
+        elsewhere.execute("SELECT txid_current()")
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid_of("old")])
 
@@ -174,3 +183,47 @@ def test_a_deposed_leader_frozen_inside_a_transaction_does_not_hold_up_the_takeo
         assert standby.epoch(9) == first_epoch + 1
         with pytest.raises(psycopg.OperationalError):
             frozen_work.execute("SELECT 1")
+        assert bystander.execute("SELECT 1").fetchone() == (1,)
+        assert elsewhere.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_frozen_reaper_is_deposed_once_its_lock_session_sat_idle_past_the_timeout(
+    leaderships,
+):
+    """The reaper keeps no lease row: its lock session's own activity is its heartbeat."""
+    frozen = leaderships("frozen reaper", [0])
+    standby = leaderships("standby reaper", [0])
+    for reaper in (frozen, standby):
+        reaper.namespace = REAPER_LOCK_NAMESPACE
+        reaper.leases = False
+        reaper.lease_timeout = 0.3
+    assert frozen.maintain() == ([0], [])
+    assert standby.maintain() == ([], [])  # a reaper that just checked its lock stays
+    # The same lock in another database of the cluster is another reaper's business.
+    params = {**connection.get_connection_params(), "dbname": "postgres"}
+    with psycopg.connect(**params, autocommit=True) as elsewhere:
+        elsewhere.execute("SELECT pg_advisory_lock(%s, 0)", [REAPER_LOCK_NAMESPACE])
+
+        # The frozen reaper never checks again; the standby ends its session, takes over.
+        wait_for(lambda: standby.maintain() and 0 in standby.held, timeout=5, what="takeover")
+
+        assert elsewhere.execute("SELECT 1").fetchone() == (1,)
+    assert frozen.maintain() == ([], [0])
+    assert not ShardLease.objects.filter(holder__contains="reaper").exists()
+
+
+def test_a_live_reaper_checking_its_lock_keeps_it(leaderships):
+    live = leaderships("live reaper", [0])
+    standby = leaderships("standby reaper", [0])
+    for reaper in (live, standby):
+        reaper.namespace = REAPER_LOCK_NAMESPACE
+        reaper.leases = False
+        reaper.lease_timeout = 0.3
+    live.maintain()
+    # Checking every 0.1 s for four times the timeout, the live reaper is never deposed.
+    until = time.monotonic() + 4 * live.lease_timeout
+    while time.monotonic() < until:
+        time.sleep(0.1)  # the live reaper's check cadence
+        assert live.maintain() == ([], [])
+        assert standby.maintain() == ([], [])
+    assert live.held == {0: 0}

@@ -3,6 +3,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,6 +19,9 @@ logger = logging.getLogger("trades.reaper")
 
 ANOTHER_REAPER_ACTIVE = "another reaper is active"
 PASS_ENDED_EARLY = "the pass ended early: database or exchange unreachable (see the log)"
+# How often the reaper checks its lock between passes. The check is its heartbeat: a
+# standby ends the lock session of a reaper that has not checked for REAPER_LEASE_TIMEOUT.
+LOCK_CHECK_SECONDS = 1.0
 
 
 class Command(BaseCommand):
@@ -28,28 +32,36 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
 
     def handle(self, *args, interval: float, once: bool, **options) -> None:
+        if not interval > 0:
+            raise CommandError("--interval: above 0")
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         name = f"reaper {socket.gethostname()}:{os.getpid()}"
         # Leadership of the single "shard" 0 in the reaper's own lock namespace.
         leadership = ShardLeadership(
-            shards=[0], holder=name, namespace=REAPER_LOCK_NAMESPACE, leases=False
+            shards=[0],
+            holder=name,
+            namespace=REAPER_LOCK_NAMESPACE,
+            leases=False,
+            lease_timeout=settings.REAPER_LEASE_TIMEOUT,
         )
         client = exchange_client_factory()
         self._unresolved = UnresolvedTrades()
+        next_pass = 0.0
         try:
             while not stop.is_set():
                 leadership.maintain()
-                if leadership.held:
-                    completed = self._pass(client)
-                    if once:
-                        if not completed:
-                            raise CommandError(PASS_ENDED_EARLY)
-                        return
-                elif once:
-                    raise CommandError(ANOTHER_REAPER_ACTIVE)
-                stop.wait(interval)
+                if once:
+                    if not leadership.held:
+                        raise CommandError(ANOTHER_REAPER_ACTIVE)
+                    if not self._pass(client):
+                        raise CommandError(PASS_ENDED_EARLY)
+                    return
+                if leadership.held and time.monotonic() >= next_pass:
+                    self._pass(client)
+                    next_pass = time.monotonic() + interval
+                stop.wait(min(interval, LOCK_CHECK_SECONDS))
         finally:
             leadership.release_all()
 
