@@ -5,6 +5,7 @@ frozen leader can be deposed."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -49,13 +50,13 @@ WITH frozen AS (
 )
 SELECT frozen.shard, frozen.holder, pg_terminate_backend(a.pid)
 FROM frozen JOIN pg_stat_activity a
-  ON a.pid = frozen.holder_pid
-  OR (a.datname = current_database()
-      AND a.application_name = left('worker ' || frozen.holder, 63))
+  ON a.datname = current_database()
+  AND ((a.pid = frozen.holder_pid AND a.application_name = left('leader ' || frozen.holder, 63))
+       OR a.application_name = left('worker ' || frozen.holder, 63))
 """
 # Without lease rows (the reaper), the holder's lock session is its heartbeat: a holder
-# checks its locks on that session every few seconds, so one idle for longer than the
-# timeout belongs to a frozen process. Ending it releases the lock.
+# checks its lock on that session every second (SingleActiveLock), so one idle for longer
+# than the timeout belongs to a frozen process. Ending it releases the lock.
 _DEPOSE_IDLE_HOLDERS_SQL = """
 SELECT l.objid::int, a.application_name, pg_terminate_backend(a.pid)
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -68,6 +69,8 @@ WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2 AND l.grante
 # locks: that leader no longer leads, so its transaction, if it sits idle (its process
 # frozen), is ended; one that is running will finish by itself. The session is the one
 # whose transaction locks the row (the row's xmax), and must bear the old leader's name.
+# A row share-locked by several transactions (xmax is then a MultiXact) or from inside a
+# savepoint matches nobody: Postgres's idle-in-transaction timeout ends it instead.
 _END_IDLE_OLD_LEADER_SQL = """
 SELECT l.holder, pg_terminate_backend(a.pid)
 FROM outbox_shardlease l JOIN pg_stat_activity a
@@ -259,3 +262,60 @@ class ShardLeadership:
             except psycopg.Error:
                 pass
         self._conn = None
+
+
+class SingleActiveLock:
+    """One process of several active at a time (the reaper): a lock of its own namespace,
+    checked every `check_every` seconds on a thread of its own, whatever the process is
+    doing. The check is the heartbeat a standby judges it by: a frozen process stops
+    checking, and once its lock session has sat idle for `lease_timeout` a standby ends
+    that session and takes over; a long piece of work does not stop the checks."""
+
+    def __init__(
+        self, *, namespace: int, holder: str, lease_timeout: float, check_every: float = 1.0
+    ) -> None:
+        self.holder = holder
+        self._leadership = ShardLeadership(
+            shards=[0],
+            holder=holder,
+            namespace=namespace,
+            leases=False,
+            lease_timeout=lease_timeout,
+        )
+        self._check_every = check_every
+        self._active = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._keep_checking, name="lock", daemon=True)
+
+    @property
+    def active(self) -> bool:
+        """Whether this process held the lock at the last check."""
+        return self._active.is_set()
+
+    def start(self) -> None:
+        """Check once now, so that `active` answers at once, then keep checking."""
+        self._check()
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop checking and give the lock back."""
+        self._closing.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._leadership.release_all()
+        self._active.clear()
+
+    def _keep_checking(self) -> None:
+        while not self._closing.wait(self._check_every):
+            self._check()
+
+    def _check(self) -> None:
+        try:
+            self._leadership.maintain()
+        except Exception:
+            logger.exception("event=lock_check_failed holder=%s", self.holder)
+            self._leadership.release_all()
+        if self._leadership.held:
+            self._active.set()
+        else:
+            self._active.clear()

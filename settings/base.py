@@ -225,10 +225,10 @@ WORKER_LEASE_TIMEOUT = env.float("WORKER_LEASE_TIMEOUT", default=3.0)
 QUOTE_MAX_AGE = env.float("QUOTE_MAX_AGE", default=1.0)
 NOTIFY_COALESCE_SECONDS = env.float("NOTIFY_COALESCE_SECONDS", default=0.005)
 REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=5.0)
-# A standby reaper deposes an active one that has not checked its lock for this long (a
-# frozen process). Longer than any pass: one deposed mid-pass finishes it alongside its
-# successor, which is safe (every repair is idempotent) but wasted.
-REAPER_LEASE_TIMEOUT = env.float("REAPER_LEASE_TIMEOUT", default=60.0)
+# A standby reaper deposes an active one that has not checked its lock for this long. The
+# check runs every second on a thread of its own, passes or not: only a frozen process
+# misses ten in a row.
+REAPER_LEASE_TIMEOUT = env.float("REAPER_LEASE_TIMEOUT", default=10.0)
 # An in-flight trade with no callback after this long is looked up at the exchange.
 REAPER_IN_FLIGHT_DEADLINE = env.float("REAPER_IN_FLIGHT_DEADLINE", default=10.0)
 # An outbox row nobody took after this long is re-notified.

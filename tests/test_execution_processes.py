@@ -339,3 +339,30 @@ def test_a_frozen_reaper_is_replaced_by_the_standby(stack):
         what="the woken reaper to notice it was deposed",
     )
     assert_audit_passes()
+
+
+def test_a_reaper_whose_pass_outlasts_the_lease_timeout_is_not_deposed(stack):
+    stack.env["REAPER_LEASE_TIMEOUT"] = "1.5"
+    stack.env["EXCHANGE_READ_TIMEOUT"] = "5"
+    stack.start_exchange("--fill-delay-ms", "1,5", "--no-callback-rate", "1.0")
+    stack.start_web()
+    stack.start_worker("w1")
+    stack.start_reaper(name="busy")
+    wait_for(
+        lambda: "event=leadership_taken" in stack.log("busy"),
+        timeout=20,
+        what="the first reaper to become active",
+    )
+    stack.start_reaper(name="standby")
+    customers = [create_customer(cash="100000.00") for _ in range(3)]
+
+    place_many(stack, customers, per_customer=1)
+    wait_for(lambda: stack.exchange_stats()["orders_received"] == 3, timeout=30, what="the orders")
+    # From now on every answer of the exchange takes 2 s and no callback comes: the
+    # reaper's pass looks the trades up one after another, for longer than the timeout.
+    stack.set_faults(slow_ms=2000)
+
+    wait_until_all_terminal(timeout=90)
+    assert stack.log("busy").count("event=reaper_settled") == 3
+    assert "event=frozen_leader_deposed" not in stack.log("standby")
+    assert_audit_passes()

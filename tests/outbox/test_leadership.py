@@ -10,7 +10,7 @@ from django.db import connection
 
 from brokerage.stack import wait_for
 from outbox.fencing import StaleLeader
-from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
+from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership, SingleActiveLock
 from outbox.models import ShardLease
 from outbox.sharding import shard_for_customer
 from trades.execution import trade_send_next
@@ -187,43 +187,69 @@ def test_a_deposed_leader_frozen_inside_a_transaction_does_not_hold_up_the_takeo
         assert elsewhere.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_a_frozen_reaper_is_deposed_once_its_lock_session_sat_idle_past_the_timeout(
-    leaderships,
-):
+def reaper_lock_holder() -> str | None:
+    """The application name of the session holding the reaper lock in this database."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2 "
+            "AND l.granted AND a.datname = current_database()",
+            [REAPER_LOCK_NAMESPACE],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def reaper_leadership(name: str) -> ShardLeadership:
+    return ShardLeadership(
+        shards=[0], holder=name, namespace=REAPER_LOCK_NAMESPACE, leases=False, lease_timeout=1.0
+    )
+
+
+def test_a_frozen_reaper_is_deposed_once_its_lock_session_sat_idle_past_the_timeout():
     """The reaper keeps no lease row: its lock session's own activity is its heartbeat."""
-    frozen = leaderships("frozen reaper", [0])
-    standby = leaderships("standby reaper", [0])
-    for reaper in (frozen, standby):
-        reaper.namespace = REAPER_LOCK_NAMESPACE
-        reaper.leases = False
-        reaper.lease_timeout = 0.3
+    frozen = reaper_leadership("frozen reaper")  # checks once, then never again
+    standby = SingleActiveLock(
+        namespace=REAPER_LOCK_NAMESPACE, holder="standby reaper", lease_timeout=1.0, check_every=0.1
+    )
     assert frozen.maintain() == ([0], [])
-    assert standby.maintain() == ([], [])  # a reaper that just checked its lock stays
     # The same lock in another database of the cluster is another reaper's business.
     params = {**connection.get_connection_params(), "dbname": "postgres"}
-    with psycopg.connect(**params, autocommit=True) as elsewhere:
-        elsewhere.execute("SELECT pg_advisory_lock(%s, 0)", [REAPER_LOCK_NAMESPACE])
+    try:
+        with psycopg.connect(**params, autocommit=True) as elsewhere:
+            elsewhere.execute("SELECT pg_advisory_lock(%s, 0)", [REAPER_LOCK_NAMESPACE])
+            standby.start()
+            assert not standby.active
+            assert reaper_lock_holder() == "leader frozen reaper"
 
-        # The frozen reaper never checks again; the standby ends its session, takes over.
-        wait_for(lambda: standby.maintain() and 0 in standby.held, timeout=5, what="takeover")
+            wait_for(lambda: standby.active, timeout=10, what="the standby to take over")
 
-        assert elsewhere.execute("SELECT 1").fetchone() == (1,)
-    assert frozen.maintain() == ([], [0])
-    assert not ShardLease.objects.filter(holder__contains="reaper").exists()
+            assert reaper_lock_holder() == "leader standby reaper"
+            assert elsewhere.execute("SELECT 1").fetchone() == (1,)
+        assert frozen.maintain() == ([], [0])
+        assert not ShardLease.objects.filter(holder__contains="reaper").exists()
+    finally:
+        standby.close()
+        frozen.release_all()
 
 
-def test_a_live_reaper_checking_its_lock_keeps_it(leaderships):
-    live = leaderships("live reaper", [0])
-    standby = leaderships("standby reaper", [0])
-    for reaper in (live, standby):
-        reaper.namespace = REAPER_LOCK_NAMESPACE
-        reaper.leases = False
-        reaper.lease_timeout = 0.3
-    live.maintain()
-    # Checking every 0.1 s for four times the timeout, the live reaper is never deposed.
-    until = time.monotonic() + 4 * live.lease_timeout
-    while time.monotonic() < until:
-        time.sleep(0.1)  # the live reaper's check cadence
-        assert live.maintain() == ([], [])
-        assert standby.maintain() == ([], [])
-    assert live.held == {0: 0}
+def test_a_reaper_busy_for_longer_than_the_timeout_keeps_its_lock():
+    """Its lock is checked on a thread of its own, whatever its main thread is doing."""
+    busy = SingleActiveLock(
+        namespace=REAPER_LOCK_NAMESPACE, holder="busy reaper", lease_timeout=1.0, check_every=0.1
+    )
+    standby = reaper_leadership("standby reaper")
+    busy.start()
+    try:
+        assert busy.active
+        # Three times the timeout without the main thread touching the lock.
+        until = time.monotonic() + 3.0
+        while time.monotonic() < until:
+            assert standby.maintain() == ([], [])
+            time.sleep(0.1)  # the standby's own check cadence
+        assert busy.active
+        assert reaper_lock_holder() == "leader busy reaper"
+    finally:
+        busy.close()
+        standby.release_all()
+    assert reaper_lock_holder() is None

@@ -3,14 +3,13 @@ import os
 import signal
 import socket
 import threading
-import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
-from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
+from outbox.leadership import REAPER_LOCK_NAMESPACE, SingleActiveLock
 from outbox.worker import exchange_client_factory
 from trades.exchange_client import ExchangeClient
 from trades.reaper import UnresolvedTrades, reap_once
@@ -19,9 +18,6 @@ logger = logging.getLogger("trades.reaper")
 
 ANOTHER_REAPER_ACTIVE = "another reaper is active"
 PASS_ENDED_EARLY = "the pass ended early: database or exchange unreachable (see the log)"
-# How often the reaper checks its lock between passes. The check is its heartbeat: a
-# standby ends the lock session of a reaper that has not checked for REAPER_LEASE_TIMEOUT.
-LOCK_CHECK_SECONDS = 1.0
 
 
 class Command(BaseCommand):
@@ -37,33 +33,27 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        name = f"reaper {socket.gethostname()}:{os.getpid()}"
-        # Leadership of the single "shard" 0 in the reaper's own lock namespace.
-        leadership = ShardLeadership(
-            shards=[0],
-            holder=name,
+        lock = SingleActiveLock(
             namespace=REAPER_LOCK_NAMESPACE,
-            leases=False,
+            holder=f"reaper {socket.gethostname()}:{os.getpid()}",
             lease_timeout=settings.REAPER_LEASE_TIMEOUT,
         )
         client = exchange_client_factory()
         self._unresolved = UnresolvedTrades()
-        next_pass = 0.0
+        lock.start()
         try:
+            if once:
+                if not lock.active:
+                    raise CommandError(ANOTHER_REAPER_ACTIVE)
+                if not self._pass(client):
+                    raise CommandError(PASS_ENDED_EARLY)
+                return
             while not stop.is_set():
-                leadership.maintain()
-                if once:
-                    if not leadership.held:
-                        raise CommandError(ANOTHER_REAPER_ACTIVE)
-                    if not self._pass(client):
-                        raise CommandError(PASS_ENDED_EARLY)
-                    return
-                if leadership.held and time.monotonic() >= next_pass:
+                if lock.active:
                     self._pass(client)
-                    next_pass = time.monotonic() + interval
-                stop.wait(min(interval, LOCK_CHECK_SECONDS))
+                stop.wait(interval)
         finally:
-            leadership.release_all()
+            lock.close()
 
     def _pass(self, client: ExchangeClient) -> bool:
         """One pass of every repair; False if it ended early (database or exchange down)."""
