@@ -311,19 +311,24 @@ def test_a_frozen_leader_is_deposed_and_fenced_when_it_wakes(stack):
     assert_exchange_saw_customer_order(stack)
 
 
-def test_a_frozen_reaper_is_replaced_by_the_standby(stack):
+def start_two_reapers_and_no_callbacks(stack: Stack, active: str) -> None:
+    """No callbacks at all, so that only a reaper settles trades; reaper `active` holds
+    the reaper lock before reaper "standby" starts."""
     stack.env["REAPER_LEASE_TIMEOUT"] = "1.5"
-    # No callbacks at all: only a reaper can settle these trades.
     stack.start_exchange("--fill-delay-ms", "1,5", "--no-callback-rate", "1.0")
     stack.start_web()
     stack.start_worker("w1")
-    stack.start_reaper(name="frozen")
+    stack.start_reaper(name=active)
     wait_for(
-        lambda: "event=leadership_taken" in stack.log("frozen"),
+        lambda: "event=leadership_taken" in stack.log(active),
         timeout=20,
         what="the first reaper to become active",
     )
     stack.start_reaper(name="standby")
+
+
+def test_a_frozen_reaper_is_replaced_by_the_standby(stack):
+    start_two_reapers_and_no_callbacks(stack, active="frozen")
     stack.signal("frozen", signal.SIGSTOP)
     customers = [create_customer(cash="100000.00") for _ in range(3)]
 
@@ -342,18 +347,8 @@ def test_a_frozen_reaper_is_replaced_by_the_standby(stack):
 
 
 def test_a_reaper_whose_pass_outlasts_the_lease_timeout_is_not_deposed(stack):
-    stack.env["REAPER_LEASE_TIMEOUT"] = "1.5"
     stack.env["EXCHANGE_READ_TIMEOUT"] = "5"
-    stack.start_exchange("--fill-delay-ms", "1,5", "--no-callback-rate", "1.0")
-    stack.start_web()
-    stack.start_worker("w1")
-    stack.start_reaper(name="busy")
-    wait_for(
-        lambda: "event=leadership_taken" in stack.log("busy"),
-        timeout=20,
-        what="the first reaper to become active",
-    )
-    stack.start_reaper(name="standby")
+    start_two_reapers_and_no_callbacks(stack, active="busy")
     customers = [create_customer(cash="100000.00") for _ in range(3)]
 
     place_many(stack, customers, per_customer=1)

@@ -136,7 +136,7 @@ class TradeCancelApi(APIView):
     @extend_schema(
         operation_id="trades_cancel",
         request=None,
-        responses={200: TradeOutputSerializer, **_error_responses(401, 404, 409)},
+        responses={200: TradeOutputSerializer, **_error_responses(401, 403, 404, 409)},
     )
     def post(self, request: Request, trade_id: int) -> Response:
         trade = trade_cancel(customer_id=request.user.id, trade_id=trade_id)
