@@ -269,10 +269,16 @@ class SingleActiveLock:
     checked every `check_every` seconds on a thread of its own, whatever the process is
     doing. The check is the heartbeat a standby judges it by: a frozen process stops
     checking, and once its lock session has sat idle for `lease_timeout` a standby ends
-    that session and takes over; a long piece of work does not stop the checks."""
+    that session and takes over (None: never); a long piece of work does not stop the
+    checks."""
 
     def __init__(
-        self, *, namespace: int, holder: str, lease_timeout: float, check_every: float = 1.0
+        self,
+        *,
+        namespace: int,
+        holder: str,
+        lease_timeout: float | None,
+        check_every: float = 1.0,
     ) -> None:
         self.holder = holder
         self._leadership = ShardLeadership(

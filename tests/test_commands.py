@@ -57,6 +57,20 @@ def test_run_reaper_once_says_so_when_another_reaper_is_active():
         other.release_all()
 
 
+def test_run_reaper_once_never_deposes_the_active_reaper(settings):
+    settings.REAPER_LEASE_TIMEOUT = 0.001  # by this, the active reaper would look frozen
+    active = ShardLeadership(
+        shards=[0], holder="active reaper", namespace=REAPER_LOCK_NAMESPACE, leases=False
+    )
+    active.maintain()
+    try:
+        with pytest.raises(CommandError, match=ANOTHER_REAPER_ACTIVE):
+            call_command("run_reaper", once=True)
+        assert active.maintain() == ([], [])  # its lock session was left alone
+    finally:
+        active.release_all()
+
+
 def test_run_reaper_once_fails_when_it_could_not_ask_the_exchange(customer, settings):
     trade, _ = place_and_send(customer.id, quantity=1)
     Trade.objects.filter(id=trade.id).update(submitted_at=timezone.now() - timedelta(hours=1))

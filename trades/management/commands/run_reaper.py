@@ -36,7 +36,8 @@ class Command(BaseCommand):
         lock = SingleActiveLock(
             namespace=REAPER_LOCK_NAMESPACE,
             holder=f"reaper {socket.gethostname()}:{os.getpid()}",
-            lease_timeout=settings.REAPER_LEASE_TIMEOUT,
+            # A one-off pass never deposes the active reaper, frozen or not.
+            lease_timeout=None if once else settings.REAPER_LEASE_TIMEOUT,
         )
         client = exchange_client_factory()
         self._unresolved = UnresolvedTrades()
