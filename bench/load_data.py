@@ -22,6 +22,8 @@ from decimal import Decimal
 import psycopg
 from psycopg import sql
 
+from trades.pricing import FILL_CASH_MOVED_SQL
+
 DEPOSIT = Decimal("1000000.00")
 HOME_SHARES = 1000
 HISTORY = timedelta(days=30)
@@ -96,21 +98,25 @@ SELECT c, NULL, 'shares_in', (%(tickers)s::text[])[c %% %(nt)s + 1], NULL, %(sha
 FROM generate_series(5, %(n)s, 5) AS c
 """
 
-# The audit's own rule: cash moves by round(quantity × fill price, 2), shares by quantity.
-_SETTLEMENT_LEDGER_SQL = """
+# The audit's own rule (trades.pricing.FILL_CASH_MOVED_SQL): a buy's cost rounded up to the
+# cent, a sell's proceeds down; shares move by the quantity.
+_SETTLEMENT_LEDGER_SQL = (
+    """
 INSERT INTO balances_ledgerentry (customer_id, trade_id, kind, ticker, cash_amount,
                                   share_quantity, created_at)
 SELECT t.customer_id, t.id,
        t.side || CASE WHEN e.cash THEN '_cash' ELSE '_shares' END,
        CASE WHEN NOT e.cash THEN t.ticker END,
-       CASE WHEN e.cash THEN
-           CASE t.side WHEN 'buy' THEN -1 ELSE 1 END * round(t.quantity * t.fill_price, 2) END,
+       CASE WHEN e.cash THEN """
+    + FILL_CASH_MOVED_SQL
+    + """ END,
        CASE WHEN NOT e.cash THEN CASE t.side WHEN 'buy' THEN 1 ELSE -1 END * t.quantity END,
        t.executed_at
 FROM trades_trade t CROSS JOIN (VALUES (true), (false)) AS e(cash)
 WHERE t.status = 'filled'
 ORDER BY t.id, e.cash
 """
+)
 
 _ACCOUNTS_SQL = """
 INSERT INTO balances_account (customer_id, shard, cash, cash_held, last_trade_seq, created_at)

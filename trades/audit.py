@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
+from trades.pricing import FILL_CASH_MOVED_SQL
+
 
 @dataclass
 class Check:
@@ -98,11 +100,24 @@ CHECKS: list[tuple[str, str]] = [
               OR (t.status = 'filled' AND (
                     l.n IS DISTINCT FROM 2
                  OR NOT l.own
-                 OR l.cash IS DISTINCT FROM
-                        CASE t.side WHEN 'buy' THEN -1 ELSE 1 END
-                        * round(t.quantity * t.fill_price, 2)
+                 OR l.cash IS DISTINCT FROM """
+        + FILL_CASH_MOVED_SQL
+        + """
                  OR l.shares IS DISTINCT FROM
                         CASE t.side WHEN 'buy' THEN 1 ELSE -1 END * t.quantity))""",
+    ),
+    (
+        "each fill within its price protection, and a buy's cost within its hold",
+        """SELECT format('trade %s (%s %s @ %s, limit %s, held %s, customer %s)', id, side,
+                         quantity, fill_price, limit_price, cash_held, customer_id)
+           FROM trades_trade t
+           WHERE status = 'filled' AND (
+                 limit_price IS NULL
+              OR (side = 'buy' AND (fill_price > limit_price OR cash_held IS NULL
+                                    OR -("""
+        + FILL_CASH_MOVED_SQL
+        + """) > cash_held))
+              OR (side = 'sell' AND fill_price < limit_price))""",
     ),
     (
         "never two trades of one customer in flight",

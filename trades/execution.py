@@ -25,8 +25,8 @@ from trades.pricing import (
     MAX_CASH,
     PRICE_TICK,
     buy_hold,
+    fill_amount,
     price_in_range,
-    trade_value,
     usable_limit_price,
 )
 from trades.services import NO_ACCOUNT
@@ -282,11 +282,10 @@ def _check_report(trade: Trade, report: OrderState) -> None:
         or not report.executed_at
     ):
         raise ReportMismatch(f"trade {trade.id}: a fill needs a price on the tick and a time")
-    if trade_value(quantity=trade.quantity, price=price) > MAX_CASH:
+    is_buy = trade.side == Trade.Side.BUY
+    if fill_amount(is_buy=is_buy, quantity=trade.quantity, price=price) > MAX_CASH:
         raise ReportMismatch(f"trade {trade.id}: fill at {price} is worth more than cash holds")
-    too_high = trade.side == Trade.Side.BUY and price > trade.limit_price
-    too_low = trade.side == Trade.Side.SELL and price < trade.limit_price
-    if too_high or too_low:
+    if price > trade.limit_price if is_buy else price < trade.limit_price:
         raise ReportMismatch(
             f"trade {trade.id}: fill at {price} breaks the price protection {trade.limit_price}"
         )
@@ -321,8 +320,9 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
             return SettleOutcome.ALREADY_FINAL
         _check_report(trade, report)
         if report.status == Trade.Status.FILLED:
-            value = trade_value(quantity=trade.quantity, price=report.fill_price)
-            if trade.side == Trade.Side.BUY:
+            is_buy = trade.side == Trade.Side.BUY
+            value = fill_amount(is_buy=is_buy, quantity=trade.quantity, price=report.fill_price)
+            if is_buy:
                 balances.buy_settle(
                     customer_id=customer_id,
                     trade_id=trade.id,

@@ -1,11 +1,12 @@
 """Settlement arithmetic. Prices have 4 decimals, cash 2; nothing here is ever a float.
 
-The rounding directions make one promise: a buy's settled cost never exceeds its hold,
-because the exchange may not fill above the limit we send."""
+The rounding directions make two promises: a buy's settled cost never exceeds its hold,
+because the exchange may not fill above the limit we send; and every fraction of a cent
+goes the broker's way, so that no customer can earn money by trading back and forth."""
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 PRICE_TICK = Decimal("0.0001")
@@ -45,6 +46,17 @@ def buy_hold(*, quantity: int, limit_price: Decimal) -> Decimal:
     return (quantity * limit_price).quantize(CENT, rounding=ROUND_CEILING)
 
 
-def trade_value(*, quantity: int, price: Decimal) -> Decimal:
-    """What a fill costs or pays: quantity × price, rounded half-up to the cent."""
-    return (quantity * price).quantize(CENT, rounding=ROUND_HALF_UP)
+def fill_amount(*, is_buy: bool, quantity: int, price: Decimal) -> Decimal:
+    """The cash a fill moves: quantity × price to the cent, rounded in the broker's favour
+    (a buy's cost up, a sell's proceeds down), so that no round trip earns a customer a
+    fraction of a cent nobody paid. A buy's cost never exceeds its hold: both round up,
+    and the fill is never above the limit."""
+    rounding = ROUND_CEILING if is_buy else ROUND_FLOOR
+    return (quantity * price).quantize(CENT, rounding=rounding)
+
+
+# The same rule over a filled trade row `t`, in SQL (the audit): the signed cash it moved.
+FILL_CASH_MOVED_SQL = (
+    "CASE t.side WHEN 'buy' THEN -ceil(t.quantity * t.fill_price * 100) "
+    "ELSE floor(t.quantity * t.fill_price * 100) END / 100"
+)

@@ -16,8 +16,15 @@ def broken_checks() -> list[str]:
     return [check.name for check in audit() if not check.ok]
 
 
-def filled_buy(customer_id: int, ticker: str = "AAPL") -> Trade:
-    """10 shares at 100.00, as if filled: its settlement is up to the test."""
+def filled_buy(
+    customer_id: int,
+    ticker: str = "AAPL",
+    *,
+    limit_price: str = "105",
+    cash_held: str = "1050.00",
+) -> Trade:
+    """10 shares at 100.00 (protection `limit_price`, `cash_held` held), as if filled: its
+    settlement is up to the test."""
     now = timezone.now()
     return Trade.objects.create(
         customer_id=customer_id,
@@ -30,6 +37,8 @@ def filled_buy(customer_id: int, ticker: str = "AAPL") -> Trade:
         executed_at=now,
         finished_at=now,
         fill_price=Decimal("100"),
+        limit_price=Decimal(limit_price),
+        cash_held=Decimal(cash_held),
     )
 
 
@@ -86,3 +95,18 @@ def test_a_fill_booked_under_the_other_sides_kinds_is_found(make_customer):
     settle(filled_buy(buyer.id), payer=buyer.id, ticker="AAPL", cash_kind="sell_cash")
 
     assert broken_checks() == [SETTLED_ONCE]
+
+
+PROTECTED = "each fill within its price protection, and a buy's cost within its hold"
+
+
+@pytest.mark.parametrize(
+    "terms",
+    [{"limit_price": "99.9999"}, {"cash_held": "999.99"}],
+    ids=["above_limit", "beyond_hold"],
+)
+def test_a_buy_filled_beyond_its_protection_or_its_hold_is_found(make_customer, terms):
+    buyer = make_customer()
+    settle(filled_buy(buyer.id, **terms), payer=buyer.id, ticker="AAPL")
+
+    assert broken_checks() == [PROTECTED]

@@ -15,7 +15,7 @@ from tests.trades.factories import lead_shard_of, report_for
 from trades.audit import audit
 from trades.execution import SettleOutcome, trade_send_next, trade_settle
 from trades.models import Trade
-from trades.pricing import trade_value
+from trades.pricing import fill_amount
 from trades.services import trade_cancel, trade_place
 
 TICKERS = ["AAPL", "MSFT"]
@@ -76,8 +76,9 @@ class CustomerModel(RuleBasedStateMachine):
         price = max(price, Decimal("0.0001"))
         report = report_for(trade, price=str(price))
         assert trade_settle(report=report) is SettleOutcome.SETTLED
-        value = trade_value(quantity=trade.quantity, price=report.fill_price)
-        sign = 1 if trade.side == "buy" else -1
+        is_buy = trade.side == "buy"
+        value = fill_amount(is_buy=is_buy, quantity=trade.quantity, price=report.fill_price)
+        sign = 1 if is_buy else -1
         self.cash -= sign * value
         self.shares[trade.ticker_id] += sign * trade.quantity
         self.settled_reports.append(report)

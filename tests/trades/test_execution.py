@@ -214,6 +214,20 @@ class TestSettle:
         assert not OutboxMessage.objects.exists()  # nothing else of theirs is waiting
         assert_invariants_hold()
 
+    def test_fractions_of_a_cent_never_go_to_the_customer(self, make_customer):
+        """Half-up rounding made a buy at 0.0049 free and a sell at 0.0050 pay a cent."""
+        customer = make_customer(cash="0.01")
+        buy, _ = place_and_send(customer.id, quantity=1, quote="0.0047")
+        assert buy.limit_price == Decimal("0.0049") and buy.cash_held == Decimal("0.01")
+        trade_settle(report=report_for(buy, price="0.0049"))
+        assert account(customer.id).cash == Decimal("0.00")  # the buy cost a whole cent
+
+        sell, _ = place_and_send(customer.id, side="sell", quantity=1, quote="0.0052")
+        trade_settle(report=report_for(sell, price="0.0050"))
+
+        assert account(customer.id).cash == Decimal("0.00")  # and the sell paid nothing
+        assert_invariants_hold()
+
     @pytest.mark.parametrize("status", ["filled", "rejected"])
     def test_settling_wakes_the_leader_for_the_trade_waiting_behind(self, customer, status):
         trade, _ = place_and_send(customer.id, quantity=1)

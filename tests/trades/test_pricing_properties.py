@@ -10,8 +10,8 @@ from trades.pricing import (
     PRICE_TICK,
     buy_hold,
     buy_limit_price,
+    fill_amount,
     sell_limit_price,
-    trade_value,
 )
 
 quotes = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("100000"), places=4)
@@ -26,7 +26,7 @@ def test_a_buy_filled_within_its_protection_never_costs_more_than_its_hold(
     limit = buy_limit_price(quote=quote, collar=collar)
     fill = data.draw(st.decimals(min_value=PRICE_TICK, max_value=limit, places=4))
 
-    assert trade_value(quantity=quantity, price=fill) <= buy_hold(
+    assert fill_amount(is_buy=True, quantity=quantity, price=fill) <= buy_hold(
         quantity=quantity, limit_price=limit
     )
 
@@ -43,11 +43,23 @@ def test_limits_are_on_the_tick_and_on_the_right_side_of_the_quote(quote, collar
 
 
 @given(quantity=quantities, price=quotes)
-def test_values_are_whole_cents_within_half_a_cent(quantity, price):
-    value = trade_value(quantity=quantity, price=price)
+def test_fractions_of_a_cent_go_the_brokers_way(quantity, price):
+    cost = fill_amount(is_buy=True, quantity=quantity, price=price)
+    proceeds = fill_amount(is_buy=False, quantity=quantity, price=price)
 
-    assert value == value.quantize(CENT)
-    assert abs(value - quantity * price) <= Decimal("0.005")
+    assert cost == cost.quantize(CENT) and proceeds == proceeds.quantize(CENT)
+    assert proceeds <= quantity * price <= cost
+    assert cost - proceeds <= CENT  # never more than the one cent between them
+
+
+@given(quantity=quantities, buy=quotes, data=st.data())
+def test_no_round_trip_earns_money_unless_the_price_rose(quantity, buy, data):
+    sell = data.draw(st.decimals(min_value=PRICE_TICK, max_value=buy, places=4))
+
+    paid = fill_amount(is_buy=True, quantity=quantity, price=buy)
+    received = fill_amount(is_buy=False, quantity=quantity, price=sell)
+
+    assert received <= paid
 
 
 @given(quantity=quantities, limit=quotes)
