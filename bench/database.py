@@ -13,7 +13,9 @@ from psycopg import sql
 from brokerage import embedded_postgres
 from brokerage.stack import REPO_ROOT
 
-LOADED_MARK = "brokerage bench: customers={customers} trades={trades}"
+# Bump the version when the loaded data's rules change (e.g. how a fill's cash is rounded),
+# so that --reuse loads again instead of auditing old rows by new rules.
+LOADED_MARK = "brokerage bench v2: customers={customers} trades={trades}"
 
 
 def bench_urls(name: str) -> tuple[str, str]:
