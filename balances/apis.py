@@ -20,9 +20,9 @@ class PositionSerializer(serializers.Serializer):
 
 class AccountApi(APIView):
     class AccountSerializer(serializers.Serializer):
-        cash = serializers.DecimalField(max_digits=18, decimal_places=2)
-        held = serializers.DecimalField(max_digits=18, decimal_places=2)
-        available = serializers.DecimalField(max_digits=18, decimal_places=2)
+        cash = serializers.DecimalField(max_digits=28, decimal_places=2)
+        held = serializers.DecimalField(max_digits=28, decimal_places=2)
+        available = serializers.DecimalField(max_digits=28, decimal_places=2)
         positions = PositionSerializer(many=True)
 
     @extend_schema(

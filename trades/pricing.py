@@ -10,9 +10,9 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 PRICE_TICK = Decimal("0.0001")
-# The largest values the columns hold: prices NUMERIC(14,4), cash NUMERIC(18,2).
+# The largest values the columns hold: prices NUMERIC(14,4), cash NUMERIC(28,2).
 MAX_PRICE = Decimal("9999999999.9999")
-MAX_CASH = Decimal("9999999999999999.99")
+MAX_CASH = Decimal("99999999999999999999999999.99")
 
 
 def price_in_range(price: Decimal) -> bool:

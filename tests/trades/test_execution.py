@@ -214,6 +214,17 @@ class TestSettle:
         assert not OutboxMessage.objects.exists()  # nothing else of theirs is waiting
         assert_invariants_hold()
 
+    def test_a_large_account_can_always_book_its_sale(self, make_customer):
+        """Cash was NUMERIC(18,2): this sale overflowed it, so the fill could never be
+        booked and the customer's trades stopped for good."""
+        rich = make_customer(cash="9999999999999999.99", positions={"AAPL": 1_000_000})
+        trade, _ = place_and_send(rich.id, side="sell", quantity=1_000_000, quote="100.00")
+
+        assert trade_settle(report=report_for(trade, price="100.0000")) is SettleOutcome.SETTLED
+
+        assert account(rich.id).cash == Decimal("10000000099999999.99")
+        assert_invariants_hold()
+
     def test_fractions_of_a_cent_never_go_to_the_customer(self, make_customer):
         """Half-up rounding made a buy at 0.0049 free and a sell at 0.0050 pay a cent."""
         customer = make_customer(cash="0.01")
