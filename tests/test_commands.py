@@ -38,7 +38,7 @@ def test_run_shard_worker_refuses_a_configuration_that_could_not_work(options):
         call_command("run_shard_worker", **options)
 
 
-@pytest.mark.parametrize("interval", [0, -1, float("nan")])
+@pytest.mark.parametrize("interval", [0, -1, float("nan"), float("inf")])
 def test_run_reaper_refuses_an_interval_that_would_spin(interval):
     with pytest.raises(CommandError, match="--interval"):
         call_command("run_reaper", interval=interval)

@@ -1,4 +1,5 @@
 import logging
+import math
 import os
 import signal
 import socket
@@ -28,8 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
 
     def handle(self, *args, interval: float, once: bool, **options) -> None:
-        if not interval > 0:
-            raise CommandError("--interval: above 0")
+        if not (math.isfinite(interval) and interval > 0):
+            raise CommandError("--interval: a number of seconds above 0")
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
