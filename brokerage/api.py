@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import codecs
+import json
+import re
 from typing import Any
 
 from rest_framework import parsers, serializers
 from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
+from rest_framework.utils.json import strict_constant
 
 UNKNOWN_FIELD = "Unknown field."
 
@@ -21,27 +25,55 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class DigitsIntegerField(serializers.IntegerField):
+    """A whole number in a query parameter: ASCII digits only, no "2.0", "+2" or " 2" (the
+    paginator reads the raw parameter again, so what passes here must mean the same there)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if not (isinstance(data, str) and data.isascii() and data.isdigit()):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictRegexField(serializers.RegexField):
-    """A JSON string matching the pattern as sent: no numbers turned into strings, no
-    whitespace trimmed away."""
+    """A string matching the whole pattern as sent: no numbers turned into strings, no
+    whitespace trimmed away, and no trailing newline let through (a pattern's `$`
+    matches before one)."""
 
     def __init__(self, regex: str, **kwargs: Any) -> None:
         super().__init__(regex, trim_whitespace=False, **kwargs)
+        self._whole = re.compile(regex)
 
     def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
+        if not isinstance(data, str) or not self._whole.fullmatch(data):
             self.fail("invalid")
         return super().to_internal_value(data)
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's, and JSON nested too deep for Python's parser is a malformed body too."""
+    """DRF's, but stricter: a key given twice, and JSON nested too deep for Python's
+    parser, make a malformed body too (no silent "last one wins")."""
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        encoding = parsers.get_encoding(parser_context or {})
         try:
-            return super().parse(stream, media_type, parser_context)
+            return json.load(
+                codecs.getreader(encoding)(stream),
+                parse_constant=strict_constant,
+                object_pairs_hook=_object_without_repeated_keys,
+            )
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply") from None
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        repeated = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+        raise ValueError(f"repeated keys {repeated}")
+    return obj
 
 
 class FlatSerializer(serializers.Serializer):

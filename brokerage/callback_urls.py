@@ -6,6 +6,8 @@ from django.urls import path
 from brokerage.health import healthz
 from trades.apis import ExchangeCallbackApi
 
+handler400 = "brokerage.errors.json_bad_request"
+handler403 = "brokerage.errors.json_forbidden"
 handler404 = "brokerage.errors.json_not_found"
 handler500 = "brokerage.errors.json_server_error"
 

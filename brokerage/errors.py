@@ -118,6 +118,15 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """400 that Django raises itself (too many query parameters, a disallowed Host)."""
+    return JsonResponse({"error": "bad_request", "detail": "Bad request."}, status=400)
+
+
+def json_forbidden(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse({"error": "forbidden", "detail": "Forbidden."}, status=403)
+
+
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     """404 for URLs nothing matches: JSON like every other error, not an HTML page."""
     return JsonResponse({"error": "not_found", "detail": "No such URL."}, status=404)

@@ -13,6 +13,8 @@ api_v1 = [
     path("account/", AccountApi.as_view(), name="account"),
 ]
 
+handler400 = "brokerage.errors.json_bad_request"
+handler403 = "brokerage.errors.json_forbidden"
 handler404 = "brokerage.errors.json_not_found"
 handler500 = "brokerage.errors.json_server_error"
 

@@ -27,3 +27,16 @@ def test_schema_generates_without_warnings(tmp_path):
     call_command(
         "spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml")
     )
+
+
+@pytest.mark.django_db
+def test_bad_requests_django_refuses_itself_are_json_too(client, settings):
+    settings.DEBUG = False
+    too_many = "&".join(f"a{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+
+    for response in (
+        client.get(f"/api/v1/account/?{too_many}"),
+        client.get("/healthz", HTTP_HOST="elsewhere.example"),
+    ):
+        assert response.status_code == 400
+        assert response.json()["error"] == "bad_request"

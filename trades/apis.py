@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from brokerage.api import (
+    DigitsIntegerField,
     ErrorSerializer,
     FlatSerializer,
     NewestFirstCursorPagination,
@@ -75,14 +76,15 @@ class TradeListCreateApi(APIView):
 
         def validate_ticker(self, value: str) -> str:
             symbol = value.strip().upper()
-            if not ticker_is_tradable(symbol):
+            # ASCII only: upper() maps some other letters onto ours ("ſpy" is not SPY).
+            if not value.isascii() or not ticker_is_tradable(symbol):
                 raise serializers.ValidationError(UNKNOWN_TICKER.format(symbol=symbol))
             return symbol
 
     class FilterSerializer(StrictInputSerializer):
         status = serializers.ChoiceField(choices=Trade.Status.choices, required=False)
         cursor = serializers.CharField(required=False, help_text="From a page's next/previous.")
-        limit = serializers.IntegerField(
+        limit = DigitsIntegerField(
             required=False, min_value=1, help_text="Page size; more than 200 gives 200."
         )
 

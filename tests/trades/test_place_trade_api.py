@@ -116,8 +116,10 @@ BAD_BODIES = [
     # A key is taken as sent: trimming " k" to "k" would replay a different order.
     *(
         ({"ticker": "AAPL", "side": "buy", "quantity": 1, "client_order_id": k}, "client_order_id")
-        for k in (" k", "k ", "\tk\n", 123, True, ["k"])
+        for k in (" k", "k ", "\tk\n", "k\n", "x" * 64 + "\n", 123, True, ["k"])
     ),
+    # upper() maps the long s onto S: "ſpy" is not SPY.
+    ({"ticker": "\u017fpy", "side": "buy", "quantity": 1}, "ticker"),
     ({"ticker": "AAPL", "side": "buy", "quantity": 1, "price": "1.00"}, "price"),
 ]
 
@@ -139,6 +141,13 @@ def test_bad_fields_are_refused_by_name_and_write_nothing(api, body, field):
     [
         ('{"ticker": "AAPL",', "application/json", 400, "malformed_request"),
         ("[" * 5000 + "]" * 5000, "application/json", 400, "malformed_request"),
+        # A key given twice is ambiguous, not "the last one wins".
+        (
+            '{"ticker": "AAPL", "side": "buy", "quantity": 1, "quantity": 7}',
+            "application/json",
+            400,
+            "malformed_request",
+        ),
         ("[1, 2]", "application/json", 400, "invalid_request"),
         ('"AAPL"', "application/json", 400, "invalid_request"),
         (

@@ -46,6 +46,15 @@ class TestRead:
             url = page["next"]
         assert seen == list(reversed(mine))
 
+    @pytest.mark.parametrize("limit", ["2.0", "2.", "+2", " 2", "0", "-1", "two", "\u0662"])
+    def test_a_page_size_that_is_not_plain_digits_is_refused(self, api, limit):
+        place(api)
+
+        response = api.get(URL, {"limit": limit})
+
+        assert response.status_code == 400
+        assert "limit" in response.json()["fields"]
+
     @pytest.mark.parametrize("position", ["p=abc", "r=1&p=1.5", "p="])
     def test_a_cursor_with_a_bad_position_is_a_404(self, api, position):
         place(api)
