@@ -58,6 +58,8 @@ class ReapReport:
     errors: list[str] = field(default_factory=list)
     # In-flight trades this pass could not resolve (the caller may skip them for a while).
     failed: list[int] = field(default_factory=list)
+    # In-flight trades the exchange said were still open (no use asking again at once).
+    open: list[int] = field(default_factory=list)
     # The pass stopped asking about trades in flight: the exchange was unreachable.
     exchange_unavailable: bool = False
 
@@ -142,12 +144,15 @@ def _reap_in_flight(trade: Trade, client: ExchangeClient, report: ReapReport) ->
         )
     else:
         report.still_open += 1
+        report.open.append(trade.id)
 
 
 class UnresolvedTrades:
-    """In-flight trades the reaper could not resolve, left alone for `retry_after` seconds
-    so that a few unresolvable ones at the head of the queue never hold up the repairs
-    behind them."""
+    """In-flight trades the reaper leaves alone for a while: those it could not resolve
+    (`retry_after` seconds), and those the exchange still had open (as long as the caller
+    says, e.g. another in-flight deadline). Each pass looks at a limited number of the
+    oldest trades in flight, so without this a few unresolvable ones, or a backlog of open
+    orders, at the head of the queue would hide every lost submission behind them."""
 
     def __init__(self, retry_after: float = 60.0) -> None:
         self.retry_after = retry_after
@@ -158,8 +163,8 @@ class UnresolvedTrades:
         self._until = {trade: until for trade, until in self._until.items() if until > now}
         return list(self._until)
 
-    def note(self, trade_ids: Iterable[int]) -> None:
-        until = time.monotonic() + self.retry_after
+    def note(self, trade_ids: Iterable[int], *, seconds: float | None = None) -> None:
+        until = time.monotonic() + (self.retry_after if seconds is None else seconds)
         self._until.update(dict.fromkeys(trade_ids, until))
 
 

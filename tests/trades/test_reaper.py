@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from tests.trades.factories import place_and_send, report_for
 from trades.models import Trade
-from trades.reaper import ReapReport, reap_trades_in_flight
+from trades.reaper import ReapReport, UnresolvedTrades, reap_trades_in_flight
 
 pytestmark = pytest.mark.django_db
 
@@ -74,3 +74,25 @@ def test_trades_to_skip_are_not_asked_about(make_customer):
     report = reap(exchange, skip=[first.id])
 
     assert exchange.asked == [second.id] and report.settled == 1
+
+
+def test_orders_still_open_at_the_head_do_not_hide_a_lost_submission(make_customer):
+    """Each pass asks about a limited number of the oldest trades in flight: those found
+    still open are left alone for a while, so the pass after reaches the ones behind."""
+    first, second, lost = overdue_trades(make_customer, count=3)
+    exchange = Exchange(
+        {
+            first.id: report_for(first, status="open"),
+            second.id: report_for(second, status="open"),
+            lost.id: None,  # the exchange never got it
+        }
+    )
+    exchange.submit_order = lambda request: exchange.asked.append(int(request.client_order_id))
+    unresolved = UnresolvedTrades()
+
+    for _ in range(2):
+        report = reap(exchange, limit=2, skip=unresolved.to_skip())
+        unresolved.note(report.open, seconds=10)
+
+    assert report.resubmitted == 1
+    assert exchange.asked == [first.id, second.id, lost.id, lost.id]

@@ -72,6 +72,7 @@ class Command(BaseCommand):
             connection.close()
             return False
         self._unresolved.note(report.failed)
+        self._unresolved.note(report.open, seconds=settings.REAPER_IN_FLIGHT_DEADLINE)
         if report.found_work() or report.errors:
             logger.info(
                 "event=reaper_pass requeued=%d settled=%d resubmitted=%d still_open=%d "
