@@ -185,6 +185,8 @@ class ShardWorker:
         self._set_aside: dict[int, float] = {}
         # Shards taken over in the middle of a drain, to drain next.
         self._gained: set[int] = set()
+        # Shards whose last turn filled a whole batch: more may wait, after the others.
+        self._more: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -199,16 +201,20 @@ class ShardWorker:
             while not self._stop.is_set():
                 now = time.monotonic()
                 self._maintain_leadership_if_due()
-                to_drain = notified | self._gained
+                to_drain = notified | self._gained | self._more
                 self._gained.clear()
+                self._more = set()
                 if now >= next_poll:
                     to_drain.update(self._shards_with_work())
                     next_poll = now + self.poll_interval
+                # One batch per shard per turn: a busy shard never holds up the others.
                 for shard in sorted(to_drain):
-                    self._drain(shard)
+                    if self._drain(shard):
+                        self._more.add(shard)
                 self._settle_refused()
                 timeout = max(0.0, min(self._next_locks, next_poll) - time.monotonic())
-                notified = self._wait_for_notifications(0.0 if self._gained else timeout)
+                busy = self._gained or self._more
+                notified = self._wait_for_notifications(0.0 if busy else timeout)
         finally:
             self._shutdown()
 
@@ -270,38 +276,43 @@ class ShardWorker:
 
     # -- the work --------------------------------------------------------------------------
 
-    def _drain(self, shard: int) -> None:
-        """Send the next trade of every customer with outbox rows in `shard`, until none are
-        left, the shard is lost, or the exchange needs a rest."""
-        while not self._stop.is_set():
-            epoch = self.leadership.epoch(shard)
-            if epoch is None or time.monotonic() < self._backoff_until.get(shard, 0.0):
-                return
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        _CUSTOMERS_WITH_WORK_SQL, [shard, self._customers_aside(), self.batch_size]
-                    )
-                    waiting = cursor.fetchall()
-                if not waiting:
-                    return  # nothing, or only customers set aside: the poll comes back
+    def _drain(self, shard: int) -> bool:
+        """Send the next trade of each customer in one batch of those with outbox rows in
+        `shard`. True if the batch was full, so that more may be waiting: the run loop
+        comes back once every other shard has had its turn. Rows added meanwhile bring
+        their own NOTIFY (and the poll is the fallback). False as well when the shard is
+        lost or the exchange needs a rest."""
+        epoch = self.leadership.epoch(shard)
+        if self._stop.is_set() or epoch is None:
+            return False
+        if time.monotonic() < self._backoff_until.get(shard, 0.0):
+            return False
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _CUSTOMERS_WITH_WORK_SQL, [shard, self._customers_aside(), self.batch_size]
+                )
+                waiting = cursor.fetchall()
+            if not waiting:
+                return False  # nothing, or only customers set aside: the poll comes back
+            self._maintain_leadership_if_due()
+            if not self._quote_ahead(shard, {t for _, t in waiting if t is not None}):
+                return False
+            for customer_id, _ in waiting:
                 self._maintain_leadership_if_due()
-                if not self._quote_ahead(shard, {t for _, t in waiting if t is not None}):
-                    return
-                for customer_id, _ in waiting:
-                    self._maintain_leadership_if_due()
-                    if self._stop.is_set() or self.leadership.epoch(shard) != epoch:
-                        return
-                    try:
-                        if not self._send_next(shard, epoch, customer_id):
-                            return
-                    except Exception as exc:
-                        if isinstance(exc, DatabaseError) and django_session_lost():
-                            raise
-                        self._set_customer_aside(customer_id, exc)
-            except DatabaseError as exc:
-                self._database_trouble(exc)
-                return
+                if self._stop.is_set() or self.leadership.epoch(shard) != epoch:
+                    return False
+                try:
+                    if not self._send_next(shard, epoch, customer_id):
+                        return False
+                except Exception as exc:
+                    if isinstance(exc, DatabaseError) and django_session_lost():
+                        raise
+                    self._set_customer_aside(customer_id, exc)
+        except DatabaseError as exc:
+            self._database_trouble(exc)
+            return False
+        return len(waiting) == self.batch_size
 
     def _set_customer_aside(self, customer_id: int, exc: Exception) -> None:
         """One customer's work keeps failing (a bug, bad data): leave them for a while

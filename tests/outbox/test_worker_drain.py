@@ -57,12 +57,12 @@ def test_a_customer_whose_work_fails_is_set_aside_and_the_rest_of_the_shard_goes
     assert calls == [1001, 1002]
 
 
-def place_in_shard_3(customer_id: int, ticker: str) -> Trade:
-    """A placed trade of a customer moved into shard 3, which the `worker` leads."""
+def place_in_shard(customer_id: int, ticker: str, shard: int = 3) -> Trade:
+    """A placed trade of a customer moved into `shard` (the `worker` leads shard 3)."""
     trade = trade_place(customer_id=customer_id, ticker=ticker, side="buy", quantity=1).trade
-    Account.objects.filter(customer_id=customer_id).update(shard=3)
-    OutboxMessage.objects.filter(customer_id=customer_id).update(shard=3)
-    ShardLease.objects.update_or_create(shard=3, defaults={"epoch": 1})
+    Account.objects.filter(customer_id=customer_id).update(shard=shard)
+    OutboxMessage.objects.filter(customer_id=customer_id).update(shard=shard)
+    ShardLease.objects.update_or_create(shard=shard, defaults={"epoch": 1})
     return trade
 
 
@@ -87,7 +87,7 @@ def test_a_quote_answer_is_used_however_long_it_took(
     worker, submitted, clock, make_customer, max_age
 ):
     customer = make_customer()
-    trade = place_in_shard_3(customer.id, "AAPL")
+    trade = place_in_shard(customer.id, "AAPL")
     worker.quotes.max_age = max_age
     worker.quotes.client = SlowExchange(clock, seconds=1.1)
 
@@ -114,8 +114,8 @@ def test_a_ticker_the_exchange_will_not_quote_holds_up_only_its_customer(
     worker, submitted, make_customer
 ):
     stuck, other = make_customer(), make_customer()
-    stuck_trade = place_in_shard_3(stuck.id, "AAPL")
-    other_trade = place_in_shard_3(other.id, "MSFT")
+    stuck_trade = place_in_shard(stuck.id, "AAPL")
+    other_trade = place_in_shard(other.id, "MSFT")
     worker.quotes.client = RefusesTicker("AAPL")
 
     worker._drain(3)
@@ -131,11 +131,12 @@ def test_customers_set_aside_never_fill_the_batch_and_an_unquotable_ticker_is_as
     worker, submitted, make_customer
 ):
     worker.batch_size = 2
-    stuck = [place_in_shard_3(make_customer().id, "AAPL") for _ in range(3)]
-    behind = place_in_shard_3(make_customer().id, "MSFT")
+    stuck = [place_in_shard(make_customer().id, "AAPL") for _ in range(3)]
+    behind = place_in_shard(make_customer().id, "MSFT")
     exchange = worker.quotes.client = RefusesTicker("AAPL")
 
-    worker._drain(3)
+    while worker._drain(3):  # a batch at a time, as the run loop's turns do
+        pass
 
     assert [order.client_order_id for order in submitted] == [str(behind.id)]
     assert {t.customer_id for t in stuck} <= worker._set_aside.keys()
@@ -148,7 +149,7 @@ def test_a_customer_the_worker_cannot_handle_at_all_is_set_aside_not_the_worker(
 ):
     OutboxMessage.objects.create(shard=3, customer_id=987654321)  # no such account
     customer = make_customer()
-    trade = place_in_shard_3(customer.id, "AAPL")
+    trade = place_in_shard(customer.id, "AAPL")
     worker.quotes.client = FakeExchange()
 
     worker._drain(3)
@@ -279,3 +280,24 @@ def test_a_refused_order_is_booked_rejected_only_if_the_exchange_never_recorded_
     if booked:
         order, reason = worker._refused.get_nowait()
         assert order == ORDER and reason == "refused by exchange: bad price"
+
+
+@pytest.mark.django_db
+def test_a_busy_shard_gets_a_batch_a_turn_so_it_never_holds_up_the_others(
+    worker, submitted, make_customer
+):
+    worker.batch_size = 2
+    worker.leadership.held = {3: 1, 5: 1}
+    worker.quotes.client = FakeExchange()
+    busy = [place_in_shard(make_customer().id, "AAPL", shard=3) for _ in range(5)]
+    other = place_in_shard(make_customer().id, "AAPL", shard=5)
+
+    # The run loop's turns: every shard with work gets one batch, full ones come back.
+    assert worker._drain(3) is True
+    assert worker._drain(5) is False
+    assert worker._drain(3) is True
+    assert worker._drain(3) is False
+
+    sent = [int(order.client_order_id) for order in submitted]
+    assert sorted(sent) == sorted([t.id for t in busy] + [other.id])
+    assert sent.index(other.id) == 2  # after one batch of the busy shard, not all of it
