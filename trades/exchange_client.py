@@ -436,6 +436,10 @@ class ExchangeClient:
             except _RETRYABLE_ERRORS as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
                 continue
+            except requests.RequestException as exc:
+                # Anything else requests raises (an undecodable body, a bad redirect...) is
+                # an answer we cannot use: an ExchangeError like the others, never a crash.
+                raise ExchangeError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
             if response.status_code >= 500:
                 last_error = f"HTTP {response.status_code}"
                 response.close()

@@ -463,3 +463,18 @@ def test_client_against_simulator() -> None:
         assert state is not None and state.status == "filled"
         assert state.exchange_order_id == first.exchange_order_id
         assert state.fill_price is not None and state.fill_price <= quote.price * 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        requests.exceptions.ContentDecodingError("bad gzip"),
+        requests.exceptions.TooManyRedirects("loop"),
+        requests.exceptions.InvalidHeader("bad header"),
+    ],
+)
+def test_any_other_requests_error_is_an_exchange_error(client, mocked, error) -> None:
+    mocked.get(f"{BASE}/quotes/AAPL", body=error)
+    with pytest.raises(ExchangeError) as raised:
+        client.quote("AAPL")
+    assert not isinstance(raised.value, ExchangeUnavailable)
