@@ -1,8 +1,9 @@
 """Token authentication that slows down guessing.
 
-Only failed attempts touch the shared counter (a Postgres-backed cache), so a valid
-token costs nothing extra; past AUTH_FAILURE_LIMIT failures from one client within
-AUTH_FAILURE_WINDOW seconds, further failures are a 429 instead of a 401. A correct token
+Only failed attempts touch the shared counter (a Postgres table, one atomic upsert per
+failure), so a valid token costs nothing extra; past AUTH_FAILURE_LIMIT failures from one
+client within a window of AUTH_FAILURE_WINDOW seconds from its first failure, further
+failures are a 429 instead of a 401. A correct token
 still works for a throttled client: checking the counter first would cost every request a
 query, and a 160-bit random token cannot be found by guessing anyway; the throttle is
 there to stop the load. Clients are told apart by address (NUM_PROXIES: how many
@@ -14,7 +15,6 @@ import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import caches
 from django.db import connection
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
@@ -24,6 +24,26 @@ from rest_framework.throttling import BaseThrottle
 _USER_BY_TOKEN_SQL = """
 SELECT u.id, u.is_active FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id
 WHERE t.key = %s
+"""
+# A client's failures in its current window; a window older than AUTH_FAILURE_WINDOW starts
+# again at 1. One statement, so parallel failures are all counted.
+_COUNT_FAILURE_SQL = """
+INSERT INTO brokerage_auth_failure AS f (client, window_started_at, failures)
+VALUES (%(client)s, now(), 1)
+ON CONFLICT (client) DO UPDATE SET
+    failures = CASE WHEN f.window_started_at < now() - make_interval(secs => %(window)s)
+                    THEN 1 ELSE f.failures + 1 END,
+    window_started_at = CASE WHEN f.window_started_at < now() - make_interval(secs => %(window)s)
+                             THEN now() ELSE f.window_started_at END
+RETURNING failures,
+          ceil(extract(epoch FROM window_started_at + make_interval(secs => %(window)s) - now()))
+"""
+# Clients whose window ended long ago are forgotten, a few at a time, as new ones come.
+_FORGET_OLD_FAILURES_SQL = """
+DELETE FROM brokerage_auth_failure WHERE client IN (
+    SELECT client FROM brokerage_auth_failure
+    WHERE window_started_at < now() - make_interval(secs => %(window)s) LIMIT 100
+)
 """
 # DRF's keys: 20 random bytes in hex. Anything else is refused before it reaches the query.
 _TOKEN_KEY = re.compile(r"[0-9a-f]{40}")
@@ -52,15 +72,16 @@ class ThrottledTokenAuthentication(TokenAuthentication):
             raise
 
     def _count_failure(self, request: Request) -> None:
-        cache = caches["auth_failures"]
-        key = f"auth-fail:{BaseThrottle().get_ident(request)}"
-        window = settings.AUTH_FAILURE_WINDOW
-        if cache.add(key, 1, timeout=window):
-            return
-        try:
-            failures = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=window)
-            return
+        params = {
+            "client": BaseThrottle().get_ident(request),
+            "window": settings.AUTH_FAILURE_WINDOW,
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(_COUNT_FAILURE_SQL, params)
+            failures, seconds_left = cursor.fetchone()
+            if failures == 1:
+                cursor.execute(_FORGET_OLD_FAILURES_SQL, params)
         if failures > settings.AUTH_FAILURE_LIMIT:
-            raise exceptions.Throttled(wait=window, detail="Too many failed authentications.")
+            raise exceptions.Throttled(
+                wait=max(1, int(seconds_left)), detail="Too many failed authentications."
+            )

@@ -138,11 +138,6 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    # Shared by every web process; only failed logins write to it.
-    "auth_failures": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "brokerage_auth_failures",
-    },
 }
 AUTH_FAILURE_LIMIT = env.int("AUTH_FAILURE_LIMIT", default=20)
 AUTH_FAILURE_WINDOW = env.int("AUTH_FAILURE_WINDOW", default=300)
