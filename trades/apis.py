@@ -24,7 +24,7 @@ from trades.exchange_client import parse_callback_payload
 from trades.execution import ReportMismatch, SettleOutcome, trade_settle
 from trades.models import Trade
 from trades.selectors import ticker_is_tradable, trade_get_for_customer, trade_list_for_customer
-from trades.services import TRADE_NOT_FOUND, trade_cancel, trade_place
+from trades.services import TRADE_NOT_FOUND, trade_cancel, trade_place, trade_replayed_as_placed
 from trades.webhooks import verify_exchange_callback
 
 logger = logging.getLogger(__name__)
@@ -114,11 +114,27 @@ class TradeListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            original = self._replay_of_an_order_placed_under_other_rules(request)
+            if original is None:
+                raise serializers.ValidationError(serializer.errors)
+            return Response(TradeOutputSerializer(original).data, status=status.HTTP_200_OK)
         result = trade_place(customer_id=request.user.id, **serializer.validated_data)
         return Response(
             TradeOutputSerializer(result.trade).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+    def _replay_of_an_order_placed_under_other_rules(self, request: Request) -> Trade | None:
+        data = request.data
+        if not isinstance(data, dict) or not set(data) <= set(self.InputSerializer().fields):
+            return None
+        return trade_replayed_as_placed(
+            customer_id=request.user.id,
+            client_order_id=data.get("client_order_id"),
+            ticker=data.get("ticker"),
+            side=data.get("side"),
+            quantity=data.get("quantity"),
         )
 
 

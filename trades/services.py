@@ -106,6 +106,31 @@ def trade_place(
     return PlaceResult(trade=trade, created=True)
 
 
+def trade_replayed_as_placed(
+    *, customer_id: int, client_order_id: object, ticker: object, side: object, quantity: object
+) -> Trade | None:
+    """The trade placed earlier under `client_order_id` if the request repeats its terms
+    exactly, judged by what was placed rather than by today's rules: a retry must get its
+    order back even after staff deactivated the ticker or the maximum quantity was
+    lowered. None if there is no such trade or the terms differ."""
+    if not isinstance(client_order_id, str):
+        return None
+    original = Trade.objects.filter(
+        customer_id=customer_id, client_order_id=client_order_id
+    ).first()
+    if original is None:
+        return None
+    same = (
+        isinstance(ticker, str)
+        and ticker.isascii()
+        and ticker.strip().upper() == original.ticker_id
+        and side == original.side
+        and type(quantity) is int
+        and quantity == original.quantity
+    )
+    return original if same else None
+
+
 def _violated_constraint(exc: IntegrityError) -> str | None:
     diag = getattr(exc.__cause__, "diag", None)
     return getattr(diag, "constraint_name", None)

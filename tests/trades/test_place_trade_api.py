@@ -2,7 +2,8 @@ import pytest
 
 from outbox.models import OutboxMessage
 from outbox.sharding import shard_for_customer
-from trades.models import Trade
+from trades.models import Ticker, Trade
+from trades.selectors import ticker_cache_clear
 
 URL = "/api/v1/trades/"
 
@@ -61,6 +62,19 @@ class TestPlaceTrade:
         assert again.json() == first.json()
         assert Trade.objects.count() == 1
         assert OutboxMessage.objects.count() == 1
+
+    def test_a_retry_gets_its_order_back_even_after_the_ticker_was_deactivated(self, api):
+        first = place(api, ticker="AAPL", side="buy", quantity=5, client_order_id="k")
+        Ticker.objects.filter(symbol="AAPL").update(active=False)  # staff, in the admin
+        ticker_cache_clear()
+
+        again = place(api, ticker="aapl", side="buy", quantity=5, client_order_id="k")
+        other_terms = place(api, ticker="AAPL", side="buy", quantity=6, client_order_id="k")
+        new_key = place(api, ticker="AAPL", side="buy", quantity=5, client_order_id="k2")
+
+        assert again.status_code == 200 and again.json() == first.json()
+        assert other_terms.status_code == 400 and new_key.status_code == 400
+        assert Trade.objects.count() == 1
 
     def test_reusing_a_client_order_id_for_other_terms_is_a_conflict(self, api, customer):
         place(api, ticker="AAPL", side="buy", quantity=5, client_order_id="k")
