@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from balances.selectors import account_summary
 from brokerage.api import ErrorSerializer
 from brokerage.errors import BrokerageError
+from trades.pricing import CASH_DIGITS
 from trades.services import NO_ACCOUNT
 
 
@@ -20,9 +21,9 @@ class PositionSerializer(serializers.Serializer):
 
 class AccountApi(APIView):
     class AccountSerializer(serializers.Serializer):
-        cash = serializers.DecimalField(max_digits=28, decimal_places=2)
-        held = serializers.DecimalField(max_digits=28, decimal_places=2)
-        available = serializers.DecimalField(max_digits=28, decimal_places=2)
+        cash = serializers.DecimalField(**CASH_DIGITS)
+        held = serializers.DecimalField(**CASH_DIGITS)
+        available = serializers.DecimalField(**CASH_DIGITS)
         positions = PositionSerializer(many=True)
 
     @extend_schema(

@@ -6,11 +6,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-# Room for any balance: one fill moves at most a maximum order at the largest price (about
-# 1e16), so a balance could only overflow after some ten billion of them. Narrower, a large
-# account's sale could overflow its cash column, and that fill could then never be booked.
-# 28 digits is also all that Python's default decimal context keeps exactly.
-CASH_DIGITS = {"max_digits": 28, "decimal_places": 2}
+from trades.pricing import CASH_DIGITS
+
 # An empty bucket last touched long ago: the first request finds it full.
 RATE_BUCKET_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 

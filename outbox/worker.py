@@ -183,10 +183,9 @@ class ShardWorker:
         self._backoff_until: dict[int, float] = {}
         # Customers whose transaction failed on its own (not the session): likewise.
         self._set_aside: dict[int, float] = {}
-        # Shards taken over in the middle of a drain, to drain next.
-        self._gained: set[int] = set()
-        # Shards whose last turn filled a whole batch: more may wait, after the others.
-        self._more: set[int] = set()
+        # Shards to drain next turn without waiting for a NOTIFY: taken over (perhaps in
+        # the middle of a drain), or whose last batch was full.
+        self._due: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -201,20 +200,18 @@ class ShardWorker:
             while not self._stop.is_set():
                 now = time.monotonic()
                 self._maintain_leadership_if_due()
-                to_drain = notified | self._gained | self._more
-                self._gained.clear()
-                self._more = set()
+                to_drain = notified | self._due
+                self._due = set()
                 if now >= next_poll:
                     to_drain.update(self._shards_with_work())
                     next_poll = now + self.poll_interval
                 # One batch per shard per turn: a busy shard never holds up the others.
                 for shard in sorted(to_drain):
                     if self._drain(shard):
-                        self._more.add(shard)
+                        self._due.add(shard)
                 self._settle_refused()
                 timeout = max(0.0, min(self._next_locks, next_poll) - time.monotonic())
-                busy = self._gained or self._more
-                notified = self._wait_for_notifications(0.0 if busy else timeout)
+                notified = self._wait_for_notifications(0.0 if self._due else timeout)
         finally:
             self._shutdown()
 
@@ -224,7 +221,7 @@ class ShardWorker:
         if time.monotonic() < self._next_locks:
             return
         gained, _ = self.leadership.maintain()
-        self._gained.update(gained)
+        self._due.update(gained)
         self._next_locks = time.monotonic() + self.lock_retry_interval
 
     def _shutdown(self) -> None:

@@ -23,6 +23,7 @@ from brokerage.errors import BrokerageError, Conflict, NotFound
 from trades.exchange_client import parse_callback_payload
 from trades.execution import ReportMismatch, SettleOutcome, trade_settle
 from trades.models import Trade
+from trades.pricing import PRICE_DIGITS
 from trades.selectors import ticker_is_tradable, trade_get_for_customer, trade_list_for_customer
 from trades.services import TRADE_NOT_FOUND, trade_cancel, trade_place, trade_replayed_as_placed
 from trades.webhooks import verify_exchange_callback
@@ -44,7 +45,7 @@ class TradeOutputSerializer(FlatSerializer):
     created_at = serializers.DateTimeField()
     submitted_at = serializers.DateTimeField(allow_null=True)
     executed_at = serializers.DateTimeField(allow_null=True)
-    fill_price = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
+    fill_price = serializers.DecimalField(**PRICE_DIGITS, allow_null=True)
 
 
 class TradePageSerializer(serializers.Serializer):

@@ -253,6 +253,9 @@ class SettleOutcome(enum.Enum):
     UNKNOWN_TRADE = "unknown_trade"
 
 
+_LONGEST_EXCHANGE_ORDER_ID = Trade._meta.get_field("exchange_order_id").max_length
+
+
 class ReportMismatch(Exception):
     """The exchange reported something that disagrees with the order we sent."""
 
@@ -260,9 +263,10 @@ class ReportMismatch(Exception):
 def _check_report(trade: Trade, report: OrderState) -> None:
     """Raise ReportMismatch if the report disagrees with the order, or holds values that
     no settlement could store (which would otherwise fail it again on every retry)."""
-    longest_id = Trade._meta.get_field("exchange_order_id").max_length
-    if len(report.exchange_order_id) > longest_id:
-        raise ReportMismatch(f"trade {trade.id}: exchange order id over {longest_id} characters")
+    if len(report.exchange_order_id) > _LONGEST_EXCHANGE_ORDER_ID:
+        raise ReportMismatch(
+            f"trade {trade.id}: exchange order id over {_LONGEST_EXCHANGE_ORDER_ID} characters"
+        )
     if (report.ticker, report.side, report.quantity) != (
         trade.ticker_id,
         trade.side,

@@ -3,7 +3,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-PRICE_DIGITS = {"max_digits": 14, "decimal_places": 4}
+from trades.pricing import CASH_DIGITS, PRICE_DIGITS
 
 
 class Ticker(models.Model):
@@ -61,7 +61,7 @@ class Trade(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     exchange_order_id = models.CharField(max_length=64, null=True, blank=True)
     # Cash reserved for an in-flight buy (quantity × quote × (1 + collar)), released at settlement.
-    cash_held = models.DecimalField(max_digits=28, decimal_places=2, null=True, blank=True)
+    cash_held = models.DecimalField(**CASH_DIGITS, null=True, blank=True)
     # The most a buy may fill at (the least a sell may): sent to the exchange as protection.
     limit_price = models.DecimalField(**PRICE_DIGITS, null=True, blank=True)
 

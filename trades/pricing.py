@@ -8,11 +8,25 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
+# The columns (and API fields) of prices and of cash. Cash has room for any balance: one
+# fill moves at most a maximum order at the largest price (about 1e16), so a balance could
+# only overflow after some ten billion of them. Narrower, a large account's sale could
+# overflow its cash column, and that fill could then never be booked. 28 digits is also
+# all that Python's default decimal context keeps exactly.
+PRICE_DIGITS = {"max_digits": 14, "decimal_places": 4}
+CASH_DIGITS = {"max_digits": 28, "decimal_places": 2}
+
+
+def _largest(digits: dict[str, int]) -> Decimal:
+    whole, places = digits["max_digits"] - digits["decimal_places"], digits["decimal_places"]
+    return Decimal(10) ** whole - Decimal(10) ** -places
+
+
 CENT = Decimal("0.01")
 PRICE_TICK = Decimal("0.0001")
-# The largest values the columns hold: prices NUMERIC(14,4), cash NUMERIC(28,2).
-MAX_PRICE = Decimal("9999999999.9999")
-MAX_CASH = Decimal("99999999999999999999999999.99")
+# The largest values the columns hold.
+MAX_PRICE = _largest(PRICE_DIGITS)
+MAX_CASH = _largest(CASH_DIGITS)
 
 
 def price_in_range(price: Decimal) -> bool:

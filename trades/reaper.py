@@ -53,7 +53,6 @@ class ReapReport:
     requeued: int = 0
     settled: int = 0
     resubmitted: int = 0
-    still_open: int = 0
     renotified_shards: int = 0
     errors: list[str] = field(default_factory=list)
     # In-flight trades this pass could not resolve (the caller may skip them for a while).
@@ -143,7 +142,6 @@ def _reap_in_flight(trade: Trade, client: ExchangeClient, report: ReapReport) ->
             state.status,
         )
     else:
-        report.still_open += 1
         report.open.append(trade.id)
 
 

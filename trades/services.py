@@ -113,22 +113,21 @@ def trade_replayed_as_placed(
     exactly, judged by what was placed rather than by today's rules: a retry must get its
     order back even after staff deactivated the ticker or the maximum quantity was
     lowered. None if there is no such trade or the terms differ."""
-    if not isinstance(client_order_id, str):
+    if not isinstance(client_order_id, str) or not isinstance(ticker, str):
         return None
-    original = Trade.objects.filter(
-        customer_id=customer_id, client_order_id=client_order_id
-    ).first()
-    if original is None:
+    if not ticker.isascii() or type(quantity) is not int:
         return None
-    same = (
-        isinstance(ticker, str)
-        and ticker.isascii()
-        and ticker.strip().upper() == original.ticker_id
-        and side == original.side
-        and type(quantity) is int
-        and quantity == original.quantity
-    )
-    return original if same else None
+    original = _placed_under(customer_id, client_order_id)
+    terms = (ticker.strip().upper(), side, quantity)
+    return original if original is not None and _terms(original) == terms else None
+
+
+def _placed_under(customer_id: int, client_order_id: str) -> Trade | None:
+    return Trade.objects.filter(customer_id=customer_id, client_order_id=client_order_id).first()
+
+
+def _terms(trade: Trade) -> tuple[str, str, int]:
+    return trade.ticker_id, trade.side, trade.quantity
 
 
 def _violated_constraint(exc: IntegrityError) -> str | None:
@@ -140,12 +139,9 @@ def _refused_placement(params: dict) -> PlaceResult:
     """Nothing was written: say why, or return the original trade of a replayed key."""
     key = params["client_order_id"]
     if key is not None:
-        original = Trade.objects.filter(
-            customer_id=params["customer_id"], client_order_id=key
-        ).first()
+        original = _placed_under(params["customer_id"], key)
         if original is not None:
-            terms = (params["ticker"], params["side"], params["quantity"])
-            if (original.ticker_id, original.side, original.quantity) != terms:
+            if _terms(original) != (params["ticker"], params["side"], params["quantity"]):
                 raise Conflict("client_order_id_reused", CLIENT_ORDER_ID_REUSED.format(key=key))
             return PlaceResult(trade=original, created=False)
     with connection.cursor() as cursor:

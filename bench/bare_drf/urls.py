@@ -3,12 +3,12 @@ import os
 import random
 
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from brokerage.health import healthz
 from outbox.models import OutboxMessage
 from trades.models import Trade
 
@@ -34,10 +34,6 @@ class BareTradeInsertApi(APIView):
             )
             OutboxMessage.objects.create(shard=0, customer_id=customer_id)
         return Response({"id": trade.id}, status=201)
-
-
-def healthz(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok")
 
 
 urlpatterns = [

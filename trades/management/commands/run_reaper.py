@@ -80,7 +80,7 @@ class Command(BaseCommand):
                 report.requeued,
                 report.settled,
                 report.resubmitted,
-                report.still_open,
+                len(report.open),
                 report.renotified_shards,
                 len(report.errors),
             )
