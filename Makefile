@@ -19,16 +19,18 @@ install: $(BIN)/.installed
 run: install
 	PORT=$(PORT) $(BIN)/python -m brokerage.launcher
 
-## Lint, then the whole test suite against a real Postgres.
+## Lint and type-check, then the whole test suite against a real Postgres.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	@if [ -z "$$DATABASE_URL" ]; then $(BIN)/python -m brokerage.embedded_postgres start >/dev/null; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from balances.selectors import account_summary
-from brokerage.api import ErrorSerializer
+from brokerage.api import ErrorSerializer, customer_id_of
 from brokerage.errors import BrokerageError
 from trades.pricing import CASH_DIGITS
 from trades.services import NO_ACCOUNT
@@ -35,7 +35,7 @@ class AccountApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        summary = account_summary(customer_id=request.user.id)
+        summary = account_summary(customer_id=customer_id_of(request))
         if summary is None:
             raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
         return Response(self.AccountSerializer(summary).data)

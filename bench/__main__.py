@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg.abc import Params
 
 from bench import cpu, database, load_data, pg_ceiling
 from bench.http_load import NOT_SENT, OPEN_LOOP_THREADS, Customer, LoadRun, Sample
@@ -144,10 +145,13 @@ class Db:
 
     conn: psycopg.Connection
 
-    def one(self, query: str, params: object = None) -> tuple:
-        return self.conn.execute(query, params).fetchone()
+    def one(self, query: str, params: Params | None = None) -> tuple:
+        row = self.conn.execute(query, params).fetchone()
+        if row is None:
+            raise LookupError(f"no row from {query!r}")
+        return row
 
-    def all(self, query: str, params: object = None) -> list[tuple]:
+    def all(self, query: str, params: Params | None = None) -> list[tuple]:
         return self.conn.execute(query, params).fetchall()
 
     def open_trades(self) -> int:
@@ -354,7 +358,10 @@ def measure_web_ceiling(
     for name, (label, env) in variants.items():
         (LOGS / name).mkdir()
         stack = Stack(
-            LOGS / name, database_url=url, shard_count=SHARD_COUNT, **production_env(args), **env
+            LOGS / name,
+            database_url=url,
+            shard_count=SHARD_COUNT,
+            env={**production_env(args), **env},
         )
         try:
             stack.start_web(args.web_workers)
@@ -405,7 +412,7 @@ def start_stack(args: argparse.Namespace, url: str, db: Db) -> Stack:
         database_url=url,
         shard_count=SHARD_COUNT,
         separate_callbacks=bool(args.callback_web_workers),
-        **production_env(args),
+        env=production_env(args),
     )
     say(f"starting the stack (logs in {LOGS})")
     try:

@@ -108,7 +108,7 @@ def _drive(
     def run(index: int) -> None:
         mine = customers[index::threads]
         rng = random.Random(f"{tag}-{index}")
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn = http.client.HTTPConnection(parts.netloc, timeout=30)
         done: list[Sample] = []
         time.sleep(max(0.0, begin - time.time()))
         n = 0

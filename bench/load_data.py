@@ -141,9 +141,8 @@ SELECT setval(pg_get_serial_sequence('auth_user', 'id'), %(n)s),
 
 def _is_superuser(url: str) -> bool:
     with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-        ).fetchone()[0]
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        return bool(row and row[0])
 
 
 def _session(url: str) -> psycopg.Connection:

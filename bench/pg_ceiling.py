@@ -258,8 +258,8 @@ def pgbench(
         output, _ = proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"pgbench failed:\n{output}")
-    tps = float(re.search(r"^tps = ([0-9.]+)", output, re.M).group(1))
-    latency = float(re.search(r"^latency average = ([0-9.]+) ms", output, re.M).group(1))
+    tps = _pgbench_figure(r"^tps = ([0-9.]+)", output)
+    latency = _pgbench_figure(r"^latency average = ([0-9.]+) ms", output)
     return CeilingResult(
         notify=notify,
         connections=clients,
@@ -280,3 +280,10 @@ def clean_up(url: str, *, first: int, last: int) -> int:
             cancelled = conn.execute(_CLEAN_UP_SQL, {"first": first, "last": last}).rowcount
             conn.execute(_CLEAN_UP_OUTBOX_SQL, {"first": first, "last": last})
     return cancelled
+
+
+def _pgbench_figure(pattern: str, output: str) -> float:
+    found = re.search(pattern, output, re.M)
+    if found is None:
+        raise RuntimeError(f"pgbench printed no {pattern!r}:\n{output}")
+    return float(found.group(1))

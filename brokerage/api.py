@@ -8,12 +8,20 @@ import re
 from typing import Any
 
 from rest_framework import parsers, serializers
-from rest_framework.exceptions import NotFound, ParseError
+from rest_framework.exceptions import NotAuthenticated, NotFound, ParseError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.utils.json import strict_constant
 
 UNKNOWN_FIELD = "Unknown field."
+
+
+def customer_id_of(request: Request) -> int:
+    """The customer the request is authenticated as: the only customer a view acts for."""
+    customer_id = request.user.id
+    if customer_id is None:
+        raise NotAuthenticated()
+    return customer_id
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -55,7 +63,7 @@ class JSONParser(parsers.JSONParser):
     parser, make a malformed body too (no silent "last one wins")."""
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
-        encoding = parsers.get_encoding(parser_context or {})
+        encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]
         try:
             return json.load(
                 codecs.getreader(encoding)(stream),
@@ -115,7 +123,8 @@ class StrictInputSerializer(FlatSerializer):
 class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="Machine-readable error code.")
     detail = serializers.CharField(help_text="What went wrong, for people.")
-    fields = serializers.DictField(
+    # A declared field named like Serializer.fields: DRF's metaclass takes it out of the class.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Per-field messages when the request failed validation.",

@@ -67,8 +67,8 @@ def main() -> int:
     print()
     for t in trades:
         detail = f"at {t['fill_price']}" if t["status"] == "filled" else (t["reason"] or "")
-        order = f"{t['side']:<4} {t['quantity']:>6} {t['ticker']:<5}"
-        print(f"#{t['id']:<6} {order} {t['status']:<11} {detail}")
+        terms = f"{t['side']:<4} {t['quantity']:>6} {t['ticker']:<5}"
+        print(f"#{t['id']:<6} {terms} {t['status']:<11} {detail}")
     account = session.get(f"{base}/api/v1/account/", timeout=5).json()
     print(f"\naccount: {json.dumps(account)}")
     return 0 if all(t["status"] in {"filled", "rejected"} for t in trades) else 1

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -112,7 +113,7 @@ def _make_traversable(path: Path) -> None:
 
 
 @contextmanager
-def _exclusive(pgdata: Path):
+def _exclusive(pgdata: Path) -> Iterator[None]:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     lock_path = pgdata.with_name(pgdata.name + ".lock")
     with open(lock_path, "w") as lock_file:

@@ -31,7 +31,7 @@ DATABASE_UNAVAILABLE = (
 class BrokerageError(Exception):
     """A business rule refused the request. `code` is stable; clients may switch on it."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, code: str, detail: str, *, status_code: int | None = None) -> None:
         super().__init__(detail)
@@ -95,8 +95,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         return response
 
-    response = exception_handler(exc, context)
-    if response is None:
+    drf_response = exception_handler(exc, context)
+    if drf_response is None:
         return None
     code = next((name for cls, name in _CODES.items() if isinstance(exc, cls)), "request_refused")
     if isinstance(exc, exceptions.ValidationError):
@@ -114,8 +114,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             body = {"error": code, "detail": "; ".join(_flatten(detail))}
     else:
         body = {"error": code, "detail": str(getattr(exc, "detail", exc))}
-    response.data = body
-    return response
+    drf_response.data = body
+    return drf_response
 
 
 def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

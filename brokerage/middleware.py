@@ -1,4 +1,5 @@
 import json
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -9,7 +10,7 @@ class RequestBodyLimitMiddleware:
 
     DRF's parsers read the raw stream and so bypass Django's own size check."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -11,13 +11,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -26,7 +28,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], object], *, timeout: float, what: str, every=0.05):
+def wait_for(condition: Callable[[], T], *, timeout: float, what: str, every: float = 0.05) -> T:
     """Poll `condition` until it is truthy; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -56,10 +58,11 @@ class Stack:
         database_url: str,
         shard_count: int,
         separate_callbacks: bool = False,
-        **env: str,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """`separate_callbacks`: the exchange calls back a gunicorn of its own
-        (`start_callbacks`), so that fills never queue behind customers' requests."""
+        (`start_callbacks`), so that fills never queue behind customers' requests. `env`
+        adds to or overrides the processes' environment."""
         self.log_dir = log_dir
         self.web_port = free_port()
         self.callbacks_port = free_port() if separate_callbacks else self.web_port
@@ -82,7 +85,7 @@ class Stack:
             "REAPER_OUTBOX_STALE_SECONDS": "2",
             "EXCHANGE_READ_TIMEOUT": "2",
             "PYTHONUNBUFFERED": "1",
-            **env,
+            **(env or {}),
         }
         self.procs: dict[str, subprocess.Popen] = {}
 
@@ -214,12 +217,12 @@ class Stack:
     def exchange_orders(self) -> list[dict]:
         return requests.get(f"{self.exchange_url}/_control/orders", timeout=5).json()
 
-    def set_faults(self, **faults) -> dict:
+    def set_faults(self, **faults: object) -> dict:
         response = requests.post(f"{self.exchange_url}/_control/faults", json=faults, timeout=5)
         response.raise_for_status()
         return response.json()
 
-    def place(self, session: requests.Session, token: str, **body) -> requests.Response:
+    def place(self, session: requests.Session, token: str, **body: object) -> requests.Response:
         return session.post(
             f"{self.web_url}/api/v1/trades/",
             json=body,

@@ -136,8 +136,8 @@ def install_instrumentation(url: str) -> bool:
     """Create the write log; returns whether commit timestamps are available to order it."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(INSTRUMENTATION_SQL)
-        (setting,) = conn.execute("SELECT current_setting('track_commit_timestamp')").fetchone()
-    return setting == "on"
+        row = conn.execute("SELECT current_setting('track_commit_timestamp')").fetchone()
+    return row is not None and row[0] == "on"
 
 
 class Probe:

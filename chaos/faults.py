@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import requests
@@ -121,7 +121,7 @@ class FaultRunner:
         *,
         stack: ChaosStack,
         cluster: Cluster,
-        halves: dict[int, tuple[str, ...]],
+        halves: Mapping[int, tuple[str, ...]],
         reapers: tuple[str, ...],
         shard_count: int,
         lease_timeout: float,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import os
 import random
 import shutil
@@ -130,7 +131,9 @@ def main(argv: list[str]) -> int:
     django.setup()
 
     child_env = environment_for_children(cluster.pgdata)
-    stack = ChaosStack(log_dir, database_url=cluster.url, shard_count=args.shard_count, **child_env)
+    stack = ChaosStack(
+        log_dir, database_url=cluster.url, shard_count=args.shard_count, env=child_env
+    )
     runner = FaultRunner(
         stack=stack,
         cluster=cluster,
@@ -212,13 +215,16 @@ def _start(stack: ChaosStack, runner: FaultRunner, exchange_seed: int, say: Call
     stack.start_web(WEB_WORKERS)
     for half, (leader, _) in HALVES.items():
         stack.start_worker(leader, f"{half}/2")
+
+    def leads_its_half(half: int, leader: str) -> bool:
+        return len(runner.held_by(half)[leader]) == len(
+            parse_shards(f"{half}/2", runner.shard_count)
+        )
+
     for half, (leader, _) in HALVES.items():
         _must(
             timed(
-                lambda leader=leader, half=half: (
-                    len(runner.held_by(half)[leader])
-                    == len(parse_shards(f"{half}/2", runner.shard_count))
-                ),
+                functools.partial(leads_its_half, half, leader),
                 timeout=30,
                 what=f"{leader} to lead its half",
             ),

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from brokerage.stack import Stack
@@ -15,8 +15,10 @@ from chaos.database import with_application_name
 
 
 class ChaosStack(Stack):
-    def __init__(self, log_dir: Path, *, database_url: str, shard_count: int, **env: str) -> None:
-        super().__init__(log_dir, database_url=database_url, shard_count=shard_count, **env)
+    def __init__(
+        self, log_dir: Path, *, database_url: str, shard_count: int, env: Mapping[str, str]
+    ) -> None:
+        super().__init__(log_dir, database_url=database_url, shard_count=shard_count, env=env)
         self._database_url = database_url
         self._starters: dict[str, Callable[[], None]] = {}
         # Serialises starting, killing and checking processes between the fault thread and

@@ -168,7 +168,7 @@ class FaultConfig:
         unknown = sorted(set(changes) - set(_PARSERS))
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(unknown)}")
-        parsed = {}
+        parsed: dict[str, Any] = {}
         for key, raw in changes.items():
             try:
                 parsed[key] = _PARSERS[key](raw)

@@ -7,11 +7,13 @@ Django's request cycle."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from django.db import connection, connections
 
 
-def connection_kwargs(alias: str = "default") -> dict:
+def connection_kwargs(alias: str = "default") -> dict[str, Any]:
     params = connections[alias].settings_dict
     kwargs = {
         "dbname": params["NAME"],
@@ -32,10 +34,10 @@ def dedicated_connection(
     application_name: str, alias: str = "default", lock_timeout: str | None = None
 ) -> psycopg.Connection:
     """An autocommit session of its own, named so operators can find it in pg_stat_activity."""
-    options = f"-c lock_timeout={lock_timeout}" if lock_timeout else None
-    kwargs = {"options": options} if options else {}
+    kwargs = connection_kwargs(alias)
+    if lock_timeout:
+        kwargs["options"] = f"-c lock_timeout={lock_timeout}"
     return psycopg.connect(
-        **connection_kwargs(alias),
         **kwargs,
         autocommit=True,
         application_name=application_name[:63],

@@ -182,7 +182,9 @@ class ShardLeadership:
             epoch = 0
             if self.leases:
                 try:
-                    (epoch,) = self._conn.execute(_TAKE_EPOCH_SQL, (shard, self.holder)).fetchone()
+                    row = self._conn.execute(_TAKE_EPOCH_SQL, (shard, self.holder)).fetchone()
+                    assert row is not None  # an upsert RETURNING always has its row
+                    (epoch,) = row
                 except psycopg.errors.LockNotAvailable:
                     # The old leader's open transaction still holds the lease row: end it
                     # if it sits idle, and leave this shard for the next round rather

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 def place_with_retries(url: str, token: str, key: str, attempts: int = 30) -> tuple[int, list]:
     """What a careful client does: the same client_order_id on every retry."""
-    seen = []
+    seen: list[int | str] = []
     body = {"ticker": "AAPL", "side": "buy", "quantity": 1, "client_order_id": key}
     headers = {"Authorization": f"Token {token}", "Connection": "close"}
     for _ in range(attempts):

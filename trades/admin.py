@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from brokerage.admin_mixins import ReadOnlyAdmin
 from trades.models import Ticker, Trade
@@ -37,5 +38,5 @@ class TickerAdmin(admin.ModelAdmin):
     search_fields = ("symbol", "name")
     readonly_fields = ("symbol",)
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

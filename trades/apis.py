@@ -18,6 +18,7 @@ from brokerage.api import (
     StrictInputSerializer,
     StrictIntegerField,
     StrictRegexField,
+    customer_id_of,
 )
 from brokerage.errors import BrokerageError, Conflict, NotFound
 from trades.exchange_client import parse_callback_payload
@@ -98,7 +99,7 @@ class TradeListCreateApi(APIView):
         filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         trades = trade_list_for_customer(
-            customer_id=request.user.id, status=filters.validated_data.get("status")
+            customer_id=customer_id_of(request), status=filters.validated_data.get("status")
         )
         paginator = NewestFirstCursorPagination()
         page = paginator.paginate_queryset(trades, request, view=self)
@@ -120,7 +121,7 @@ class TradeListCreateApi(APIView):
             if original is None:
                 raise serializers.ValidationError(serializer.errors)
             return Response(TradeOutputSerializer(original).data, status=status.HTTP_200_OK)
-        result = trade_place(customer_id=request.user.id, **serializer.validated_data)
+        result = trade_place(customer_id=customer_id_of(request), **serializer.validated_data)
         return Response(
             TradeOutputSerializer(result.trade).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
@@ -131,7 +132,7 @@ class TradeListCreateApi(APIView):
         if not isinstance(data, dict) or not set(data) <= set(self.InputSerializer().fields):
             return None
         return trade_replayed_as_placed(
-            customer_id=request.user.id,
+            customer_id=customer_id_of(request),
             client_order_id=data.get("client_order_id"),
             ticker=data.get("ticker"),
             side=data.get("side"),
@@ -145,7 +146,7 @@ class TradeDetailApi(APIView):
         responses={200: TradeOutputSerializer, **_error_responses(401, 404)},
     )
     def get(self, request: Request, trade_id: int) -> Response:
-        trade = trade_get_for_customer(customer_id=request.user.id, trade_id=trade_id)
+        trade = trade_get_for_customer(customer_id=customer_id_of(request), trade_id=trade_id)
         if trade is None:
             raise NotFound("not_found", TRADE_NOT_FOUND)
         return Response(TradeOutputSerializer(trade).data)
@@ -158,7 +159,7 @@ class TradeCancelApi(APIView):
         responses={200: TradeOutputSerializer, **_error_responses(401, 403, 404, 409)},
     )
     def post(self, request: Request, trade_id: int) -> Response:
-        trade = trade_cancel(customer_id=request.user.id, trade_id=trade_id)
+        trade = trade_cancel(customer_id=customer_id_of(request), trade_id=trade_id)
         return Response(TradeOutputSerializer(trade).data)
 
 

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
-def _ensure_reference_tickers(sender, **kwargs) -> None:
+def _ensure_reference_tickers(sender: object, **kwargs: object) -> None:
     # Also runs after a test flush, which empties every table.
     from trades.models import Ticker
     from trades.reference import load_reference_tickers

@@ -295,7 +295,7 @@ def _parse_order_state(data: Any, allowed_statuses: tuple[str, ...]) -> OrderSta
     return state
 
 
-def parse_callback_payload(data: dict[str, Any]) -> OrderState:
+def parse_callback_payload(data: object) -> OrderState:
     """Validate the ``data`` object of an exchange callback (after signature verification).
 
     Raises ValueError naming the offending field when the shape is wrong.

@@ -13,14 +13,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from balances import services as balances
 from brokerage.errors import BrokerageError
 from outbox.fencing import LEASE_EPOCH_SQL, check_epoch
 from outbox.services import outbox_enqueue
 from trades.exchange_client import OrderRequest, OrderState
-from trades.models import Trade
+from trades.models import EXCHANGE_ORDER_ID_LENGTH, Trade
 from trades.pricing import (
     MAX_CASH,
     PRICE_TICK,
@@ -62,9 +62,6 @@ FROM account LEFT JOIN LATERAL (
 """
 
 
-_NO_QUOTE = object()
-
-
 class QuoteNeeded(Exception):
     """The customer's next trade needs a quote the caller has not supplied."""
 
@@ -91,7 +88,7 @@ def order_request_for(trade: Trade) -> OrderRequest:
         account_id=str(trade.customer_id),
         sequence=trade.seq,
         ticker=trade.ticker_id,
-        side=trade.side,
+        side="buy" if is_buy else "sell",
         quantity=trade.quantity,
         max_price=trade.limit_price if is_buy else None,
         min_price=None if is_buy else trade.limit_price,
@@ -100,7 +97,7 @@ def order_request_for(trade: Trade) -> OrderRequest:
 
 
 def log_transition(
-    trade_id: int, customer_id: int, shard: int | None, status: str, **extra
+    trade_id: int, customer_id: int, shard: int | None, status: str, **extra: object
 ) -> None:
     details = "".join(f" {key}={value}" for key, value in extra.items())
     logger.info(
@@ -139,9 +136,10 @@ def trade_send_next(
         nxt = NextTrade(*row[2:]) if row[2] is not None else None
         if nxt is None or nxt.status == Trade.Status.IN_PROGRESS:
             return None
-        quote = quotes.get(nxt.ticker, _NO_QUOTE)  # one look: a quote may expire meanwhile
-        if quote is _NO_QUOTE:
-            raise QuoteNeeded(nxt.ticker)
+        try:
+            quote = quotes[nxt.ticker]  # one look: a quote may expire meanwhile
+        except KeyError:
+            raise QuoteNeeded(nxt.ticker) from None
         is_buy = nxt.side == Trade.Side.BUY
         hold = limit = None
         if quote is not None:
@@ -236,9 +234,12 @@ def _lock_account_and_trade(trade_id: int) -> tuple[int, datetime, Trade] | None
     return row[0], row[1], Trade.from_db(connection.alias, _SETTLE_FIELDS, row[2:])
 
 
+_COLUMNS = {field.name: field.column for field in Trade._meta.concrete_fields}
+
+
 def _save_fields(trade: Trade, fields: list[str]) -> None:
     """UPDATE the named fields of the trade (the guard trigger checks the transition)."""
-    columns = ", ".join(f"{Trade._meta.get_field(name).column} = %s" for name in fields)
+    columns = ", ".join(f"{_COLUMNS[name]} = %s" for name in fields)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE trades_trade SET {columns} WHERE id = %s",
@@ -253,19 +254,24 @@ class SettleOutcome(enum.Enum):
     UNKNOWN_TRADE = "unknown_trade"
 
 
-_LONGEST_EXCHANGE_ORDER_ID = Trade._meta.get_field("exchange_order_id").max_length
-
-
 class ReportMismatch(Exception):
     """The exchange reported something that disagrees with the order we sent."""
 
 
-def _check_report(trade: Trade, report: OrderState) -> None:
-    """Raise ReportMismatch if the report disagrees with the order, or holds values that
-    no settlement could store (which would otherwise fail it again on every retry)."""
-    if len(report.exchange_order_id) > _LONGEST_EXCHANGE_ORDER_ID:
+def _sent(value: Decimal | None, trade: Trade, name: str) -> Decimal:
+    """A term an in-flight trade went out with (CHECK trade_sent_has_terms keeps it set)."""
+    if value is None:
+        raise IntegrityError(f"trade {trade.id} is in flight without its {name}")
+    return value
+
+
+def _checked_fill_price(trade: Trade, report: OrderState) -> Decimal | None:
+    """The price of a fill, None for a rejection. Raises ReportMismatch if the report
+    disagrees with the order, or holds values that no settlement could store (which would
+    otherwise fail it again on every retry)."""
+    if len(report.exchange_order_id) > EXCHANGE_ORDER_ID_LENGTH:
         raise ReportMismatch(
-            f"trade {trade.id}: exchange order id over {_LONGEST_EXCHANGE_ORDER_ID} characters"
+            f"trade {trade.id}: exchange order id over {EXCHANGE_ORDER_ID_LENGTH} characters"
         )
     if (report.ticker, report.side, report.quantity) != (
         trade.ticker_id,
@@ -277,7 +283,7 @@ def _check_report(trade: Trade, report: OrderState) -> None:
             f"we sent {trade.side} {trade.quantity} {trade.ticker_id}"
         )
     if report.status != Trade.Status.FILLED:
-        return
+        return None
     price = report.fill_price
     if (
         price is None
@@ -289,10 +295,12 @@ def _check_report(trade: Trade, report: OrderState) -> None:
     is_buy = trade.side == Trade.Side.BUY
     if fill_amount(is_buy=is_buy, quantity=trade.quantity, price=price) > MAX_CASH:
         raise ReportMismatch(f"trade {trade.id}: fill at {price} is worth more than cash holds")
-    if price > trade.limit_price if is_buy else price < trade.limit_price:
+    limit = _sent(trade.limit_price, trade, "price protection")
+    if price > limit if is_buy else price < limit:
         raise ReportMismatch(
-            f"trade {trade.id}: fill at {price} breaks the price protection {trade.limit_price}"
+            f"trade {trade.id}: fill at {price} breaks the price protection {limit}"
         )
+    return price
 
 
 def trade_settle(*, report: OrderState) -> SettleOutcome:
@@ -322,10 +330,10 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
         customer_id = trade.customer_id
         if trade.status != Trade.Status.IN_PROGRESS:
             return SettleOutcome.ALREADY_FINAL
-        _check_report(trade, report)
-        if report.status == Trade.Status.FILLED:
-            is_buy = trade.side == Trade.Side.BUY
-            value = fill_amount(is_buy=is_buy, quantity=trade.quantity, price=report.fill_price)
+        price = _checked_fill_price(trade, report)
+        is_buy = trade.side == Trade.Side.BUY
+        if price is not None:
+            value = fill_amount(is_buy=is_buy, quantity=trade.quantity, price=price)
             if is_buy:
                 balances.buy_settle(
                     customer_id=customer_id,
@@ -333,7 +341,7 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
                     ticker=trade.ticker_id,
                     quantity=trade.quantity,
                     cost=value,
-                    hold=trade.cash_held,
+                    hold=_sent(trade.cash_held, trade, "cash held"),
                 )
             else:
                 balances.sell_settle(
@@ -345,14 +353,16 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
                 )
             fields = trade.transition_to(
                 Trade.Status.FILLED,
-                fill_price=report.fill_price,
+                fill_price=price,
                 executed_at=report.executed_at,
                 finished_at=now,
                 exchange_order_id=report.exchange_order_id,
             )
         else:
-            if trade.side == Trade.Side.BUY:
-                balances.cash_release(customer_id=customer_id, amount=trade.cash_held)
+            if is_buy:
+                balances.cash_release(
+                    customer_id=customer_id, amount=_sent(trade.cash_held, trade, "cash held")
+                )
             else:
                 balances.shares_release(
                     customer_id=customer_id, ticker=trade.ticker_id, quantity=trade.quantity

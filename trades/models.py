@@ -5,6 +5,9 @@ from django.utils import timezone
 
 from trades.pricing import CASH_DIGITS, PRICE_DIGITS
 
+# The longest order id of the exchange's we can store (a longer one is a report we refuse).
+EXCHANGE_ORDER_ID_LENGTH = 64
+
 
 class Ticker(models.Model):
     """A stock customers may trade; anything else is refused before it reaches the exchange."""
@@ -36,7 +39,7 @@ class Trade(models.Model):
     TERMINAL = frozenset({Status.FILLED, Status.REJECTED, Status.CANCELLED})
     OPEN = frozenset({Status.PLACED, Status.IN_PROGRESS})
     # The only moves a trade may make; a trigger in migration 0002 enforces the same table.
-    TRANSITIONS = {
+    TRANSITIONS: dict[str, frozenset[str]] = {
         Status.PLACED: frozenset({Status.IN_PROGRESS, Status.REJECTED, Status.CANCELLED}),
         Status.IN_PROGRESS: frozenset({Status.FILLED, Status.REJECTED}),
     }
@@ -59,7 +62,7 @@ class Trade(models.Model):
     fill_price = models.DecimalField(**PRICE_DIGITS, null=True, blank=True)
     # When the trade reached its terminal state (filled, rejected or cancelled).
     finished_at = models.DateTimeField(null=True, blank=True)
-    exchange_order_id = models.CharField(max_length=64, null=True, blank=True)
+    exchange_order_id = models.CharField(max_length=EXCHANGE_ORDER_ID_LENGTH, null=True, blank=True)
     # Cash reserved for an in-flight buy (quantity × quote × (1 + collar)), released at settlement.
     cash_held = models.DecimalField(**CASH_DIGITS, null=True, blank=True)
     # The most a buy may fill at (the least a sell may): sent to the exchange as protection.
@@ -85,6 +88,14 @@ class Trade(models.Model):
                 condition=~Q(status="filled")
                 | Q(fill_price__isnull=False, executed_at__isnull=False),
                 name="trade_filled_has_price",
+            ),
+            # A trade that went out keeps what it went out with: when, its price protection
+            # and, for a buy, the cash held for it (what settlement releases).
+            models.CheckConstraint(
+                condition=~Q(status__in=["in_progress", "filled"])
+                | Q(submitted_at__isnull=False, limit_price__isnull=False)
+                & (Q(side="sell") | Q(cash_held__isnull=False)),
+                name="trade_sent_has_terms",
             ),
         ]
         indexes = [

@@ -7,17 +7,26 @@ goes the broker's way, so that no customer can earn money by trading back and fo
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from typing import TypedDict
+
+
+class Digits(TypedDict):
+    """A DecimalField's size, as model and serializer fields take it (`**PRICE_DIGITS`)."""
+
+    max_digits: int
+    decimal_places: int
+
 
 # The columns (and API fields) of prices and of cash. Cash has room for any balance: one
 # fill moves at most a maximum order at the largest price (about 1e16), so a balance could
 # only overflow after some ten billion of them. Narrower, a large account's sale could
 # overflow its cash column, and that fill could then never be booked. 28 digits is also
 # all that Python's default decimal context keeps exactly.
-PRICE_DIGITS = {"max_digits": 14, "decimal_places": 4}
-CASH_DIGITS = {"max_digits": 28, "decimal_places": 2}
+PRICE_DIGITS = Digits(max_digits=14, decimal_places=4)
+CASH_DIGITS = Digits(max_digits=28, decimal_places=2)
 
 
-def _largest(digits: dict[str, int]) -> Decimal:
+def _largest(digits: Digits) -> Decimal:
     whole, places = digits["max_digits"] - digits["decimal_places"], digits["decimal_places"]
     return Decimal(10) ** whole - Decimal(10) ** -places
 

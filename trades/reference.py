@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 TICKERS_CSV = Path(__file__).resolve().parent / "data" / "tickers.csv"
 
@@ -13,7 +14,7 @@ def reference_tickers() -> list[tuple[str, str]]:
         return [(row["symbol"], row["name"]) for row in csv.DictReader(f)]
 
 
-def load_reference_tickers(ticker_model=None) -> None:
+def load_reference_tickers(ticker_model: Any = None) -> None:
     """Insert the shipped tickers that are missing; never changes or reactivates existing ones."""
     if ticker_model is None:
         from trades.models import Ticker as ticker_model

@@ -2,7 +2,7 @@ from settings.base import *  # noqa: F403
 from settings.base import REST_FRAMEWORK
 
 ROOT_URLCONF = "bench.bare_drf.urls"
-MIDDLEWARE: list[str] = []
+MIDDLEWARE = []
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_AUTHENTICATION_CLASSES": [],

@@ -1,6 +1,7 @@
 import itertools
 import os
 import random
+from typing import Any
 
 from django.db import transaction
 from django.urls import path
@@ -21,7 +22,7 @@ _next_seq = itertools.count(_SEQ_BASE)
 
 class BareTradeInsertApi(APIView):
     def post(self, request: Request) -> Response:
-        data = request.data
+        data: Any = request.data
         customer_id = random.randint(FIRST_CUSTOMER, LAST_CUSTOMER)
         with transaction.atomic():
             trade = Trade.objects.create(

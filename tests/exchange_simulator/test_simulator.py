@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 import logging
@@ -639,8 +640,7 @@ def test_concurrent_load(make_sim: Callable[..., Sim], make_receiver) -> None:
                 body = order_body(receiver.url, account_id=account, sequence=seq)
                 response = http.post(sim.url + "/orders", json=body, timeout=5)
                 assert response.status_code == 202
-                coid = body["client_order_id"]
-                wait_until(lambda coid=coid: finished(coid), what="fill")
+                wait_until(functools.partial(finished, body["client_order_id"]), what="fill")
 
     with ThreadPoolExecutor(len(accounts)) as pool:
         list(pool.map(run, accounts))

@@ -13,6 +13,7 @@ from brokerage.errors import Conflict
 from tests.conftest import create_customer
 from tests.trades.factories import lead_shard_of, report_for
 from trades.audit import audit
+from trades.exchange_client import OrderState
 from trades.execution import SettleOutcome, trade_send_next, trade_settle
 from trades.models import Trade
 from trades.pricing import fill_amount
@@ -30,7 +31,7 @@ class CustomerModel(RuleBasedStateMachine):
         self.cash = Decimal("5000.00")
         self.shares = {"AAPL": 20, "MSFT": 0}
         self.final: dict[int, str] = {}
-        self.settled_reports = []
+        self.settled_reports: list[OrderState] = []
 
     def in_flight(self) -> Trade | None:
         return Trade.objects.filter(customer_id=self.customer.id, status="in_progress").first()

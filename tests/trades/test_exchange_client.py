@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -390,7 +390,7 @@ def test_parse_callback_payload_rejected() -> None:
 def test_parse_callback_payload_normalizes_to_utc() -> None:
     state = parse_callback_payload(order_json(executed_at="2024-05-01T16:30:00+02:00"))
     assert state.executed_at == datetime(2024, 5, 1, 14, 30, tzinfo=UTC)
-    assert state.executed_at.utcoffset().total_seconds() == 0
+    assert state.executed_at is not None and state.executed_at.utcoffset() == timedelta(0)
 
 
 @pytest.mark.parametrize(

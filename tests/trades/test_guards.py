@@ -13,6 +13,13 @@ def sql(statement, params=()):
         cursor.execute(statement, params)
 
 
+# What the leader writes when it sends a trade (the terms CHECK trade_sent_has_terms asks for).
+SEND = (
+    "UPDATE trades_trade SET status='in_progress', submitted_at=now(), limit_price=105, "
+    "cash_held=105 WHERE id=%s"
+)
+
+
 @pytest.fixture
 def trade(customer):
     return trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
@@ -23,7 +30,7 @@ class TestTradeStateMachine:
     @pytest.mark.parametrize("terminal", ["rejected", "cancelled", "filled"])
     def test_terminal_states_never_change(self, trade, terminal):
         if terminal == "filled":
-            sql("UPDATE trades_trade SET status='in_progress' WHERE id=%s", [trade.id])
+            sql(SEND, [trade.id])
             sql(
                 "UPDATE trades_trade SET status='filled', fill_price=1, executed_at=now() "
                 "WHERE id=%s",
@@ -42,7 +49,7 @@ class TestTradeStateMachine:
     )
     def test_illegal_moves_are_refused_by_model_and_database(self, trade, start, illegal):
         if start == "in_progress":
-            sql("UPDATE trades_trade SET status='in_progress' WHERE id=%s", [trade.id])
+            sql(SEND, [trade.id])
         with pytest.raises(IllegalTransition):
             Trade.check_transition(start, illegal)
         with pytest.raises(IntegrityError):
@@ -50,6 +57,29 @@ class TestTradeStateMachine:
                 "UPDATE trades_trade SET status=%s, fill_price=1, executed_at=now() WHERE id=%s",
                 [illegal, trade.id],
             )
+
+    @pytest.mark.parametrize("missing", ["submitted_at", "limit_price", "cash_held"])
+    def test_a_buy_goes_out_only_with_its_terms(self, trade, missing):
+        terms = {"submitted_at": "now()", "limit_price": "105", "cash_held": "105"}
+        terms[missing] = "NULL"
+        assignments = ", ".join(f"{column}={value}" for column, value in terms.items())
+        with pytest.raises(IntegrityError, match="trade_sent_has_terms"):
+            sql(
+                f"UPDATE trades_trade SET status='in_progress', {assignments} WHERE id=%s",
+                [trade.id],
+            )
+        sql(SEND, [trade.id])
+        with pytest.raises(IntegrityError, match="trade_sent_has_terms"):
+            sql(f"UPDATE trades_trade SET {missing}=NULL WHERE id=%s", [trade.id])
+
+    def test_a_sell_holds_shares_not_cash(self, customer):
+        sell = trade_place(customer_id=customer.id, ticker="AAPL", side="sell", quantity=1).trade
+        sql(
+            "UPDATE trades_trade SET status='in_progress', submitted_at=now(), limit_price=95 "
+            "WHERE id=%s",
+            [sell.id],
+        )
+        assert Trade.objects.get(id=sell.id).status == "in_progress"
 
     def test_order_terms_are_immutable_and_trades_are_never_deleted(self, trade):
         with pytest.raises(IntegrityError):

@@ -1,7 +1,9 @@
 import base64
+from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from trades.models import Trade
 
@@ -17,6 +19,17 @@ def place(api, **overrides):
 
 def force_status(trade_id, status, **fields):
     Trade.objects.filter(id=trade_id).update(status=status, **fields)
+
+
+def force_sent(trade_id):
+    """In flight, with the terms the leader sends a trade with."""
+    force_status(
+        trade_id,
+        "in_progress",
+        submitted_at=timezone.now(),
+        limit_price=Decimal("105"),
+        cash_held=Decimal("105"),
+    )
 
 
 @pytest.mark.django_db
@@ -109,6 +122,8 @@ class TestCancel:
         trade = place(api)
         if status == "cancelled":
             api.post(f"{URL}{trade['id']}/cancel/")
+        elif status == "in_progress":
+            force_sent(trade["id"])
         else:
             force_status(trade["id"], status)
 
@@ -120,7 +135,7 @@ class TestCancel:
 
     def test_filled_is_a_conflict(self, api):
         trade = place(api)
-        force_status(trade["id"], "in_progress")
+        force_sent(trade["id"])
         with connection.cursor() as c:
             c.execute(
                 "UPDATE trades_trade SET status='filled', fill_price=1, executed_at=now() "

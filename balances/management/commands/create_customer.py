@@ -35,7 +35,9 @@ class Command(BaseCommand):
             help="Opening shares; repeatable.",
         )
 
-    def handle(self, *args, name: str, cash: str, position: list[str], **options) -> None:
+    def handle(
+        self, *args: object, name: str, cash: str, position: list[str], **options: object
+    ) -> None:
         try:
             amount = Decimal(cash)
         except InvalidOperation:

@@ -17,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=3)
         parser.add_argument("--cash", default="100000.00")
 
-    def handle(self, *args, count: int, cash: str, **options) -> None:
+    def handle(self, *args: object, count: int, cash: str, **options: object) -> None:
         suffix = secrets.token_hex(3)
         for n in range(1, count + 1):
             account = account_open(

@@ -42,27 +42,36 @@ class Command(BaseCommand):
         )
         parser.add_argument("--submit-threads", type=int, default=8)
 
-    def handle(self, *args, **options) -> None:
+    def handle(
+        self,
+        *args: object,
+        shards: str,
+        name: str | None,
+        poll_interval: float,
+        lock_retry_interval: float,
+        submit_threads: int,
+        **options: object,
+    ) -> None:
         try:
-            shards = parse_shards(options["shards"], settings.SHARD_COUNT)
+            shard_list = parse_shards(shards, settings.SHARD_COUNT)
         except ValueError as exc:
             raise CommandError(f"--shards: {exc}") from None
-        if options["submit_threads"] < 1:
+        if submit_threads < 1:
             raise CommandError("--submit-threads: at least 1")
-        if options["poll_interval"] <= 0 or options["lock_retry_interval"] <= 0:
+        if poll_interval <= 0 or lock_retry_interval <= 0:
             raise CommandError("--poll-interval and --lock-retry-interval: above 0")
-        name = options["name"] or f"{socket.gethostname()}:{os.getpid()}"
+        name = name or f"{socket.gethostname()}:{os.getpid()}"
         # A standby deposing this worker, should it freeze, ends this session by its name;
         # a lock held elsewhere must not keep this leader from its heartbeat for long.
         configure_django_sessions(f"worker {name}", lock_timeout="2s")
         worker = ShardWorker(
-            shards=shards,
+            shards=shard_list,
             name=name,
-            poll_interval=options["poll_interval"],
-            lock_retry_interval=options["lock_retry_interval"],
+            poll_interval=poll_interval,
+            lock_retry_interval=lock_retry_interval,
             quote_max_age=settings.QUOTE_MAX_AGE,
             lease_timeout=settings.WORKER_LEASE_TIMEOUT,
-            submit_threads=options["submit_threads"],
+            submit_threads=submit_threads,
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())

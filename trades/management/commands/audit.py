@@ -17,7 +17,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="One JSON object instead.")
 
-    def handle(self, *args, quiescent: bool, json: bool, **options) -> None:
+    def handle(self, *args: object, quiescent: bool, json: bool, **options: object) -> None:
         checks = audit(quiescent=quiescent)
         failed = [c for c in checks if not c.ok]
         if json:

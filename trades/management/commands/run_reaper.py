@@ -28,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=settings.REAPER_INTERVAL)
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
 
-    def handle(self, *args, interval: float, once: bool, **options) -> None:
+    def handle(self, *args: object, interval: float, once: bool, **options: object) -> None:
         if not (math.isfinite(interval) and interval > 0):
             raise CommandError("--interval: a number of seconds above 0")
         stop = threading.Event()
