@@ -7,26 +7,57 @@ Django's request cycle."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from typing import Any
 
 import psycopg
 from django.db import connection, connections
 
+# Django's own database OPTIONS, and those our sessions set for themselves; every other
+# option is a libpq connection parameter (sslmode, sslrootcert, target_session_attrs, …)
+# and must reach the dedicated sessions too, or they would connect differently from the
+# rest of the process: without TLS, without the client certificate, or to a standby.
+_NOT_FOR_LIBPQ = frozenset(
+    {
+        "assume_role",
+        "isolation_level",
+        "pool",
+        "server_side_binding",
+        "prepare_threshold",
+        "cursor_factory",
+        "context",
+        "application_name",
+    }
+)
+# A dead peer is noticed within seconds: TCP keepalives for an idle session, and a bound
+# on how long data we sent may stay unacknowledged (keepalives do not cover that case, and
+# a statement sent into a network cut would otherwise wait about 15 minutes).
+_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+
 
 def connection_kwargs(alias: str = "default") -> dict[str, Any]:
+    """libpq parameters for a session of our own to Django's database `alias`."""
     params = connections[alias].settings_dict
-    kwargs = {
-        "dbname": params["NAME"],
-        "user": params.get("USER") or None,
-        "password": params.get("PASSWORD") or None,
-        "host": params.get("HOST") or None,
-        "port": params.get("PORT") or None,
-        "connect_timeout": 5,
-        "keepalives": 1,
-        "keepalives_idle": 5,
-        "keepalives_interval": 2,
-        "keepalives_count": 3,
+    kwargs: dict[str, Any] = {
+        key: value for key, value in params["OPTIONS"].items() if key not in _NOT_FOR_LIBPQ
     }
+    kwargs.update(
+        dbname=params["NAME"],
+        user=params.get("USER") or None,
+        password=params.get("PASSWORD") or None,
+        host=params.get("HOST") or None,
+        port=params.get("PORT") or None,
+        **_LIVENESS,
+    )
+    kwargs.setdefault("connect_timeout", 5)
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
@@ -36,7 +67,7 @@ def dedicated_connection(
     """An autocommit session of its own, named so operators can find it in pg_stat_activity."""
     kwargs = connection_kwargs(alias)
     if lock_timeout:
-        kwargs["options"] = f"-c lock_timeout={lock_timeout}"
+        kwargs["options"] = f"{kwargs.get('options', '')} -c lock_timeout={lock_timeout}".strip()
     return psycopg.connect(
         **kwargs,
         autocommit=True,
@@ -60,3 +91,9 @@ def configure_django_sessions(
     if lock_timeout:
         options["options"] = f"{options.get('options', '')} -c lock_timeout={lock_timeout}"
     connections[alias].close()
+
+
+def default_process_name() -> str:
+    """host:pid and a random suffix. Standbys end a frozen holder's sessions by its name, so
+    it must be unique: two containers can share a host name and both run as pid 1."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"

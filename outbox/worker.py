@@ -357,7 +357,11 @@ class ShardWorker:
         A quote the exchange cannot give holds up only this customer, unless the exchange
         is unreachable altogether (then the whole shard rests)."""
         quotes: Mapping[str, Decimal | None] = self.quotes
-        for _ in range(3):
+        for attempt in range(3):
+            if attempt:
+                # Each try may have waited seconds (a row lock, a slow quote): stay the
+                # leader in everyone's eyes.
+                self._maintain_leadership_if_due()
             try:
                 order = trade_send_next(
                     shard=shard, epoch=epoch, customer_id=customer_id, quotes=quotes

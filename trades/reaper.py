@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -61,6 +61,8 @@ class ReapReport:
     open: list[int] = field(default_factory=list)
     # The pass stopped asking about trades in flight: the exchange was unreachable.
     exchange_unavailable: bool = False
+    # The pass stopped because this reaper was no longer the active one.
+    interrupted: bool = False
 
     def found_work(self) -> bool:
         return bool(self.requeued or self.settled or self.resubmitted or self.renotified_shards)
@@ -85,12 +87,14 @@ def reap_trades_in_flight(
     limit: int = 200,
     report: ReapReport,
     skip: Collection[int] = (),
+    still_active: Callable[[], bool] = lambda: True,
 ) -> None:
     """Ask the exchange about trades in flight for longer than `older_than` (but those in
     `skip`): settle the ones it has finished (through the callback's settlement), re-send
     the ones it never got (idempotent by trade id), and leave the open ones. A trade that
     cannot be resolved is logged and listed in `report.failed`, and the pass goes on: one
-    bad report must not hold up every other repair."""
+    bad report must not hold up every other repair. Stops between trades once
+    `still_active()` is false (the reaper lost its lock: another one is active now)."""
     deadline = timezone.now() - older_than
     trades = list(
         Trade.objects.filter(status=Trade.Status.IN_PROGRESS, submitted_at__lt=deadline)
@@ -98,6 +102,10 @@ def reap_trades_in_flight(
         .order_by("submitted_at")[:limit]
     )
     for trade in trades:
+        if not still_active():
+            report.interrupted = True
+            logger.warning("event=reaper_pass_interrupted reason=lock_lost")
+            return
         try:
             _reap_in_flight(trade, client, report)
         except ExchangeUnavailable as exc:
@@ -127,13 +135,24 @@ def _reap_in_flight(trade: Trade, client: ExchangeClient, report: ReapReport) ->
         try:
             client.submit_order(request)
         except ExchangeRejectedRequest as exc:
-            reason = f"refused by exchange: {exc.detail}"[:200]
-            trade_settle(report=rejected_report(trade_id=trade.id, reason=reason, request=request))
-            report.settled += 1
+            # Booked only if the exchange still has no record of the order, as the leader
+            # does: the first submission may have landed since we asked, and booking a
+            # refusal of a live order would release its hold and send the next one.
+            state = client.get_order(str(trade.id))
+            if state is None:
+                reason = f"refused by exchange: {exc.detail}"[:200]
+                refusal = rejected_report(trade_id=trade.id, reason=reason, request=request)
+                trade_settle(report=refusal)
+                report.settled += 1
+                return
+            logger.warning("event=refused_but_recorded trade=%s status=%s", trade.id, state.status)
+        else:
+            report.resubmitted += 1
+            logger.info(
+                "event=reaper_resubmitted trade=%s customer=%s", trade.id, trade.customer_id
+            )
             return
-        report.resubmitted += 1
-        logger.info("event=reaper_resubmitted trade=%s customer=%s", trade.id, trade.customer_id)
-    elif trade_settle(report=state) is SettleOutcome.SETTLED:
+    if trade_settle(report=state) is SettleOutcome.SETTLED:
         report.settled += 1
         logger.info(
             "event=reaper_settled trade=%s customer=%s status=%s",
@@ -187,10 +206,19 @@ def reap_once(
     in_flight_deadline: timedelta,
     outbox_stale: timedelta,
     skip: Collection[int] = (),
+    still_active: Callable[[], bool] = lambda: True,
 ) -> ReapReport:
-    """One pass of every repair; `skip`: in-flight trades to leave alone this time."""
+    """One pass of every repair; `skip`: in-flight trades to leave alone this time. Ends
+    early, between repairs, once `still_active()` is false."""
     report = ReapReport()
     report.requeued = reap_orphaned_placed_trades(older_than=placed_stale)
-    reap_trades_in_flight(client=client, older_than=in_flight_deadline, report=report, skip=skip)
-    report.renotified_shards = renotify_stale_outbox(older_than=outbox_stale)
+    reap_trades_in_flight(
+        client=client,
+        older_than=in_flight_deadline,
+        report=report,
+        skip=skip,
+        still_active=still_active,
+    )
+    if not report.interrupted:
+        report.renotified_shards = renotify_stale_outbox(older_than=outbox_stale)
     return report

@@ -18,6 +18,7 @@ from trades.exchange_client import (
     OrderRequest,
     OrderState,
 )
+from trades.execution import QuoteNeeded
 from trades.models import Trade
 from trades.services import trade_place
 
@@ -301,3 +302,31 @@ def test_a_busy_shard_gets_a_batch_a_turn_so_it_never_holds_up_the_others(
     sent = [int(order.client_order_id) for order in submitted]
     assert sorted(sent) == sorted([t.id for t in busy] + [other.id])
     assert sent.index(other.id) == 2  # after one batch of the busy shard, not all of it
+
+
+@pytest.mark.django_db
+def test_a_leader_renews_its_heartbeat_between_slow_tries_for_one_customer(
+    worker, clock, monkeypatch
+):
+    """Each try for a customer may wait on a slow quote: a leader that did not renew its
+    heartbeat in between would be taken for a frozen one and deposed."""
+    OutboxMessage.objects.create(shard=3, customer_id=1001)
+    worker._next_locks = clock[0]  # due now, then every lock_retry_interval (1 s)
+    renewals = []
+    monkeypatch.setattr(
+        worker.leadership, "maintain", lambda: renewals.append(clock[0]) or ([], [])
+    )
+    tries = []
+
+    def send_next(*, shard, epoch, customer_id, quotes):
+        tries.append(clock[0])
+        if len(tries) < 3:
+            raise QuoteNeeded("AAPL")
+
+    monkeypatch.setattr(worker_module, "trade_send_next", send_next)
+    worker.quotes.client = SlowExchange(clock, seconds=1.1)
+
+    worker._drain(3)
+
+    assert len(tries) == 3
+    assert renewals == [1000.0, 1001.1, 1002.2]

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from tests.trades.factories import place_and_send, report_for
+from trades.exchange_client import ExchangeRejectedRequest
 from trades.models import Trade
 from trades.reaper import ReapReport, UnresolvedTrades, reap_trades_in_flight
 
@@ -96,3 +97,59 @@ def test_orders_still_open_at_the_head_do_not_hide_a_lost_submission(make_custom
 
     assert report.resubmitted == 1
     assert exchange.asked == [first.id, second.id, lost.id, lost.id]
+
+
+class RefusingExchange(Exchange):
+    """Has no record of the order when first asked, refuses the re-sent order (400), and
+    then answers from `after` (None: still no record)."""
+
+    def __init__(self, trade, after):
+        super().__init__({trade.id: None})
+        self.after = {trade.id: after}
+
+    def submit_order(self, request):
+        self.states = self.after
+        raise ExchangeRejectedRequest("invalid_order", "market closed")
+
+
+def test_a_refused_resend_of_an_order_the_exchange_never_got_is_booked_rejected(make_customer):
+    (trade,) = overdue_trades(make_customer, count=1)
+
+    report = reap(RefusingExchange(trade, after=None))
+
+    trade.refresh_from_db()
+    assert report.settled == 1
+    assert (trade.status, trade.reason) == ("rejected", "refused by exchange: market closed")
+
+
+def test_a_refused_resend_of_an_order_recorded_meanwhile_is_settled_from_the_record(
+    make_customer,
+):
+    """The first submission landed between the reaper's question and its re-send: the
+    order is live at the exchange, so its refusal must not release the hold and let the
+    customer's next trade go out. It is settled from what the exchange recorded."""
+    (trade,) = overdue_trades(make_customer, count=1)
+
+    report = reap(RefusingExchange(trade, after=report_for(trade)))
+
+    trade.refresh_from_db()
+    assert report.settled == 1 and trade.status == "filled"
+
+
+def test_a_refused_resend_of_an_order_still_open_is_left_in_flight(make_customer):
+    (trade,) = overdue_trades(make_customer, count=1)
+
+    report = reap(RefusingExchange(trade, after=report_for(trade, status="open")))
+
+    assert report.open == [trade.id] and report.settled == 0
+    assert Trade.objects.get(id=trade.id).status == "in_progress"
+
+
+def test_a_pass_stops_between_trades_once_the_lock_is_lost(make_customer):
+    first, second = overdue_trades(make_customer)
+    exchange = Exchange({first.id: report_for(first), second.id: report_for(second)})
+
+    report = reap(exchange, still_active=lambda: not exchange.asked)
+
+    assert report.interrupted and exchange.asked == [first.id] and report.settled == 1
+    assert Trade.objects.get(id=second.id).status == "in_progress"

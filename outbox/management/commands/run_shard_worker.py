@@ -1,11 +1,9 @@
-import os
 import signal
-import socket
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from outbox.connections import configure_django_sessions
+from outbox.connections import configure_django_sessions, default_process_name
 from outbox.worker import ShardWorker
 
 
@@ -60,7 +58,7 @@ class Command(BaseCommand):
             raise CommandError("--submit-threads: at least 1")
         if poll_interval <= 0 or lock_retry_interval <= 0:
             raise CommandError("--poll-interval and --lock-retry-interval: above 0")
-        name = name or f"{socket.gethostname()}:{os.getpid()}"
+        name = name or default_process_name()
         # A standby deposing this worker, should it freeze, ends this session by its name;
         # a lock held elsewhere must not keep this leader from its heartbeat for long.
         configure_django_sessions(f"worker {name}", lock_timeout="2s")

@@ -1,8 +1,6 @@
 import logging
 import math
-import os
 import signal
-import socket
 import threading
 from datetime import timedelta
 
@@ -10,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
+from outbox.connections import default_process_name
 from outbox.leadership import REAPER_LOCK_NAMESPACE, SingleActiveLock
 from outbox.worker import exchange_client_factory
 from trades.exchange_client import ExchangeClient
@@ -18,7 +17,9 @@ from trades.reaper import UnresolvedTrades, reap_once
 logger = logging.getLogger("trades.reaper")
 
 ANOTHER_REAPER_ACTIVE = "another reaper is active"
-PASS_ENDED_EARLY = "the pass ended early: database or exchange unreachable (see the log)"
+PASS_ENDED_EARLY = (
+    "the pass ended early: database or exchange unreachable, or the lock lost (see the log)"
+)
 
 
 class Command(BaseCommand):
@@ -36,7 +37,7 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: stop.set())
         lock = SingleActiveLock(
             namespace=REAPER_LOCK_NAMESPACE,
-            holder=f"reaper {socket.gethostname()}:{os.getpid()}",
+            holder=f"reaper {default_process_name()}",
             # A one-off pass never deposes the active reaper, frozen or not.
             lease_timeout=None if once else settings.REAPER_LEASE_TIMEOUT,
         )
@@ -47,17 +48,17 @@ class Command(BaseCommand):
             if once:
                 if not lock.active:
                     raise CommandError(ANOTHER_REAPER_ACTIVE)
-                if not self._pass(client):
+                if not self._pass(client, lock):
                     raise CommandError(PASS_ENDED_EARLY)
                 return
             while not stop.is_set():
                 if lock.active:
-                    self._pass(client)
+                    self._pass(client, lock)
                 stop.wait(interval)
         finally:
             lock.close()
 
-    def _pass(self, client: ExchangeClient) -> bool:
+    def _pass(self, client: ExchangeClient, lock: SingleActiveLock) -> bool:
         """One pass of every repair; False if it ended early (database or exchange down)."""
         try:
             report = reap_once(
@@ -66,6 +67,7 @@ class Command(BaseCommand):
                 in_flight_deadline=timedelta(seconds=settings.REAPER_IN_FLIGHT_DEADLINE),
                 outbox_stale=timedelta(seconds=settings.REAPER_OUTBOX_STALE_SECONDS),
                 skip=self._unresolved.to_skip(),
+                still_active=lambda: lock.active,
             )
         except DatabaseError as exc:
             logger.warning("event=database_error reaper error=%r", exc)  # retried next pass
@@ -84,4 +86,4 @@ class Command(BaseCommand):
                 report.renotified_shards,
                 len(report.errors),
             )
-        return not report.exchange_unavailable
+        return not (report.exchange_unavailable or report.interrupted)
