@@ -199,7 +199,8 @@ class FaultRunner:
         return None if rows is None else rows[0][0]
 
     def active_reaper(self) -> str | None:
-        """The reaper process holding the reaper lock (its session is 'leader reaper h:PID')."""
+        """The reaper process holding the reaper lock (its session is 'leader reaper
+        HOST:PID:SUFFIX')."""
         rows = self.probe.rows_or_none(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
             "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = 0 "
@@ -208,7 +209,7 @@ class FaultRunner:
         )
         if not rows:
             return None
-        pid = int(rows[0][0].rsplit(":", 1)[1])
+        pid = int(rows[0][0].split(":")[1])
         return next((name for name in self.reapers if self.stack.pid(name) == pid), None)
 
     def in_transaction(self, name: str) -> bool:
