@@ -95,5 +95,7 @@ def configure_django_sessions(
 
 def default_process_name() -> str:
     """host:pid and a random suffix. Standbys end a frozen holder's sessions by its name, so
-    it must be unique: two containers can share a host name and both run as pid 1."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    it must be unique: two containers can share a host name and both run as pid 1. The host
+    name is cut so that the suffix survives Postgres's 63 characters of application_name
+    behind our longest prefix ('leader reaper ')."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"

@@ -360,8 +360,10 @@ class ShardWorker:
         for attempt in range(3):
             if attempt:
                 # Each try may have waited seconds (a row lock, a slow quote): stay the
-                # leader in everyone's eyes.
+                # leader in everyone's eyes, and stop if we no longer are.
                 self._maintain_leadership_if_due()
+                if self.leadership.epoch(shard) != epoch:
+                    return False
             try:
                 order = trade_send_next(
                     shard=shard, epoch=epoch, customer_id=customer_id, quotes=quotes

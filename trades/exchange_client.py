@@ -419,9 +419,15 @@ class ExchangeClient:
             raise ExchangeError(f"unexpected 404 from exchange: {body}")
         data = self._json(response, expected=(200,))
         try:
-            return _parse_order_state(data, ORDER_STATUSES)
+            state = _parse_order_state(data, ORDER_STATUSES)
         except ValueError as exc:
             raise ExchangeError(f"malformed order from exchange: {exc}") from None
+        if state.client_order_id != client_order_id:
+            # Settling from it would settle whichever trade it names.
+            raise ExchangeError(
+                f"exchange answered for {state.client_order_id}, not {client_order_id}"
+            )
+        return state
 
     def _request(self, method: str, path: str, json: Any = None) -> requests.Response:
         """Send with retries on connection errors, timeouts and 5xx (all calls are idempotent)."""

@@ -142,8 +142,8 @@ def _reap_in_flight(trade: Trade, client: ExchangeClient, report: ReapReport) ->
             if state is None:
                 reason = f"refused by exchange: {exc.detail}"[:200]
                 refusal = rejected_report(trade_id=trade.id, reason=reason, request=request)
-                trade_settle(report=refusal)
-                report.settled += 1
+                if trade_settle(report=refusal) is SettleOutcome.SETTLED:
+                    report.settled += 1
                 return
             logger.warning("event=refused_but_recorded trade=%s status=%s", trade.id, state.status)
         else:

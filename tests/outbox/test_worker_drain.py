@@ -330,3 +330,26 @@ def test_a_leader_renews_its_heartbeat_between_slow_tries_for_one_customer(
 
     assert len(tries) == 3
     assert renewals == [1000.0, 1001.1, 1002.2]
+
+
+@pytest.mark.django_db
+def test_a_leader_that_lost_the_shard_between_tries_stops(worker, clock, monkeypatch):
+    OutboxMessage.objects.create(shard=3, customer_id=1001)
+    worker._next_locks = clock[0] + 1  # due after the first slow quote
+
+    def lose_the_shard():
+        worker.leadership.held.clear()
+        return [], [3]
+
+    monkeypatch.setattr(worker.leadership, "maintain", lose_the_shard)
+    tries = []
+
+    def send_next(*, shard, epoch, customer_id, quotes):
+        tries.append(epoch)
+        raise QuoteNeeded("AAPL")
+
+    monkeypatch.setattr(worker_module, "trade_send_next", send_next)
+    worker.quotes.client = SlowExchange(clock, seconds=1.1)
+
+    assert worker._drain(3) is False
+    assert tries == [1]  # no second try with an epoch it knows is gone

@@ -365,6 +365,13 @@ def test_get_order_retries_on_504(client, mocked) -> None:
     assert client.get_order("trade-1") is not None
 
 
+def test_get_order_answering_for_another_order_is_an_error(client, mocked) -> None:
+    """Settling from it would settle the other trade, not the one we asked about."""
+    mocked.get(f"{BASE}/orders/trade-1", json=order_json(client_order_id="trade-2"))
+    with pytest.raises(ExchangeError, match="answered for trade-2"):
+        client.get_order("trade-1")
+
+
 def test_get_order_non_json_is_an_error(client, mocked) -> None:
     mocked.get(f"{BASE}/orders/trade-1", body="<html>")
     with pytest.raises(ExchangeError):

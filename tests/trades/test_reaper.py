@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from tests.trades.factories import place_and_send, report_for
 from trades.exchange_client import ExchangeRejectedRequest
+from trades.execution import rejected_report, trade_settle
 from trades.models import Trade
 from trades.reaper import ReapReport, UnresolvedTrades, reap_trades_in_flight
 
@@ -153,3 +154,19 @@ def test_a_pass_stops_between_trades_once_the_lock_is_lost(make_customer):
 
     assert report.interrupted and exchange.asked == [first.id] and report.settled == 1
     assert Trade.objects.get(id=second.id).status == "in_progress"
+
+
+def test_a_refusal_the_leader_booked_first_is_not_counted_again(make_customer):
+    (trade,) = overdue_trades(make_customer, count=1)
+    exchange = RefusingExchange(trade, after=None)
+    refuse = exchange.submit_order
+
+    def leader_books_it_first(request):
+        trade_settle(report=rejected_report(trade_id=trade.id, reason="x", request=request))
+        refuse(request)
+
+    exchange.submit_order = leader_books_it_first
+
+    report = reap(exchange)
+
+    assert report.settled == 0 and Trade.objects.get(id=trade.id).status == "rejected"
