@@ -32,7 +32,14 @@ from trades.exchange_client import (
     OrderRequest,
     Quote,
 )
-from trades.execution import QuoteNeeded, rejected_report, trade_send_next, trade_settle
+from trades.execution import (
+    QuoteNeeded,
+    order_request_for,
+    rejected_report,
+    trade_send_next,
+    trade_settle,
+)
+from trades.selectors import trades_in_flight_in_shards
 
 logger = logging.getLogger("outbox.worker")
 
@@ -222,7 +229,29 @@ class ShardWorker:
             return
         gained, _ = self.leadership.maintain()
         self._due.update(gained)
+        if gained:
+            self._resend_inherited_orders(gained)
         self._next_locks = time.monotonic() + self.lock_retry_interval
+
+    def _resend_inherited_orders(self, shards: list[int]) -> None:
+        """Send again the orders in flight in shards just taken over. The last leader may
+        have died between committing a trade in flight and sending it; the reaper would
+        only notice past its deadline (10 s), and the customer's next trades wait behind
+        it. Sending again is harmless: the exchange dedupes by trade id."""
+        try:
+            orders = [order_request_for(t) for t in trades_in_flight_in_shards(shards=shards)]
+        except DatabaseError as exc:
+            self._database_trouble(exc)  # the reaper remains the backstop
+            return
+        for order in orders:
+            self._submitters.submit(self._submit, order)
+        if orders:
+            logger.info(
+                "event=inherited_orders_resent worker=%s shards=%d orders=%d",
+                self.name,
+                len(shards),
+                len(orders),
+            )
 
     def _shutdown(self) -> None:
         # The shards go back first: orders still being submitted need no leadership (sending

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import time
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
+from balances.models import Account
 from trades.models import Ticker, Trade
 
 _TICKER_CACHE_SECONDS = 60.0
@@ -36,3 +37,9 @@ def trade_list_for_customer(*, customer_id: int, status: str | None = None) -> Q
 
 def trade_get_for_customer(*, customer_id: int, trade_id: int) -> Trade | None:
     return Trade.objects.filter(customer_id=customer_id, id=trade_id).first()
+
+
+def trades_in_flight_in_shards(*, shards: list[int]) -> QuerySet[Trade]:
+    """The trades in flight of the customers in `shards` (at most one per customer)."""
+    in_shards = Account.objects.filter(customer_id=OuterRef("customer_id"), shard__in=shards)
+    return Trade.objects.filter(Exists(in_shards), status=Trade.Status.IN_PROGRESS)

@@ -18,7 +18,7 @@ from trades.exchange_client import (
     OrderRequest,
     OrderState,
 )
-from trades.execution import QuoteNeeded
+from trades.execution import QuoteNeeded, trade_send_next
 from trades.models import Trade
 from trades.services import trade_place
 
@@ -353,3 +353,25 @@ def test_a_leader_that_lost_the_shard_between_tries_stops(worker, clock, monkeyp
 
     assert worker._drain(3) is False
     assert tries == [1]  # no second try with an epoch it knows is gone
+
+
+@pytest.mark.django_db
+def test_orders_in_flight_in_a_shard_taken_over_are_sent_again(
+    worker, submitted, make_customer, monkeypatch
+):
+    """The last leader may have died between committing a trade in flight and sending it:
+    the new one sends it again at once (the exchange dedupes by trade id) instead of
+    leaving the customer to the reaper's deadline."""
+    inherited, elsewhere, waiting = make_customer(), make_customer(), make_customer()
+    in_flight = place_in_shard(inherited.id, "AAPL")
+    sent = trade_send_next(shard=3, epoch=1, customer_id=inherited.id, quotes={"AAPL": 100})
+    place_in_shard(elsewhere.id, "AAPL", shard=4)
+    trade_send_next(shard=4, epoch=1, customer_id=elsewhere.id, quotes={"AAPL": 100})
+    place_in_shard(waiting.id, "MSFT")  # placed, not in flight: the drain sends it
+    monkeypatch.setattr(worker.leadership, "maintain", lambda: ([3], []))
+    worker._next_locks = 0.0
+
+    worker._maintain_leadership_if_due()
+
+    assert submitted == [sent] and sent.client_order_id == str(in_flight.id)
+    assert worker._due == {3}
