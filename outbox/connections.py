@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 import psycopg
-from django.db import connection, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
 
 # Django's own database OPTIONS, and those our sessions set for themselves; every other
 # option is a libpq connection parameter (sslmode, sslrootcert, target_session_attrs, …)
@@ -79,6 +79,22 @@ def django_session_lost() -> bool:
     """Whether Django's session itself is gone (restart, termination), not just a statement."""
     conn = connection.connection
     return conn is None or conn.closed or conn.broken
+
+
+def session_failed(exc: BaseException) -> bool:
+    """Whether a database error is the session's or the server's, not the statement's: the
+    session is gone, or the error says the connection failed or the server is going away
+    (a restart can show as "server closed the connection unexpectedly" before the client
+    has marked its connection bad). Such an error is nobody's data: retry on a new session."""
+    if not isinstance(exc, DatabaseError):
+        return False
+    if django_session_lost():
+        return True
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if sqlstate is None:
+        return isinstance(exc, OperationalError | InterfaceError)
+    # 08: connection exception; 57P01-57P03: admin/crash shutdown, cannot connect now.
+    return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
 
 
 def configure_django_sessions(

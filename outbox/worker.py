@@ -19,7 +19,7 @@ import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from outbox.connections import dedicated_connection, django_session_lost
+from outbox.connections import dedicated_connection, session_failed
 from outbox.fencing import StaleLeader
 from outbox.leadership import ShardLeadership
 from outbox.sharding import channel_for_shard
@@ -332,7 +332,7 @@ class ShardWorker:
                     if not self._send_next(shard, epoch, customer_id):
                         return False
                 except Exception as exc:
-                    if isinstance(exc, DatabaseError) and django_session_lost():
+                    if session_failed(exc):
                         raise
                     self._set_customer_aside(customer_id, exc)
         except DatabaseError as exc:

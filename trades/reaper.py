@@ -10,10 +10,10 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from outbox.connections import django_session_lost
+from outbox.connections import session_failed
 from outbox.notify import shard_waker
 from outbox.services import outbox_enqueue
 from trades.exchange_client import (
@@ -118,7 +118,7 @@ def reap_trades_in_flight(
             report.failed.append(trade.id)
             logger.warning("event=reaper_error trade=%s error=%r", trade.id, exc)
         except Exception as exc:
-            if isinstance(exc, DatabaseError) and django_session_lost():
+            if session_failed(exc):
                 raise
             report.errors.append(f"trade {trade.id}: {exc!r}")
             report.failed.append(trade.id)

@@ -1,8 +1,9 @@
 import threading
 from decimal import Decimal
 
+import psycopg
 import pytest
-from django.db import DataError, connection
+from django.db import DataError, OperationalError, connection
 
 from balances.models import Account
 from brokerage.stack import wait_for
@@ -375,3 +376,40 @@ def test_orders_in_flight_in_a_shard_taken_over_are_sent_again(
 
     assert submitted == [sent] and sent.client_order_id == str(in_flight.id)
     assert worker._due == {3}
+
+
+def django_error(cause: Exception) -> OperationalError:
+    """As Django raises a driver's error: wrapped, with the driver's error as the cause."""
+    try:
+        raise OperationalError(str(cause)) from cause
+    except OperationalError as exc:
+        return exc
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("cause", "set_aside"),
+    [
+        (psycopg.OperationalError("consuming input failed: server closed the connection"), False),
+        (
+            psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+            False,
+        ),
+        (psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"), True),
+    ],
+    ids=["server-gone", "admin-shutdown", "lock-timeout"],
+)
+def test_a_failed_session_is_retried_not_blamed_on_the_customer(
+    worker, monkeypatch, cause, set_aside
+):
+    """A Postgres restart can fail a statement before the driver has marked its connection
+    bad: that is the session's failure, so the customer must not wait out a set-aside."""
+    OutboxMessage.objects.create(shard=3, customer_id=1001)
+
+    def send_next(*, shard, epoch, customer_id, quotes):
+        raise django_error(cause)
+
+    monkeypatch.setattr(worker_module, "trade_send_next", send_next)
+
+    assert worker._drain(3) is False
+    assert (1001 in worker._set_aside) is set_aside
