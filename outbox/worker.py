@@ -13,11 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.utils import timezone
 
 from outbox.connections import dedicated_connection, session_failed
 from outbox.fencing import StaleLeader
@@ -76,6 +78,8 @@ def quote_client_factory() -> ExchangeClient:
 
 
 REFUSED_QUOTE_SECONDS = 5.0
+# The most orders a leader sends again on taking shards over (see _resend_inherited_orders).
+INHERITED_RESEND_LIMIT = 500
 
 
 class QuoteBook(Mapping[str, Decimal | None]):
@@ -234,12 +238,18 @@ class ShardWorker:
         self._next_locks = time.monotonic() + self.lock_retry_interval
 
     def _resend_inherited_orders(self, shards: list[int]) -> None:
-        """Send again the orders in flight in shards just taken over. The last leader may
-        have died between committing a trade in flight and sending it; the reaper would
-        only notice past its deadline (10 s), and the customer's next trades wait behind
-        it. Sending again is harmless: the exchange dedupes by trade id."""
+        """Send again the latest orders in flight in shards just taken over. The last leader
+        may have died between committing a trade in flight and sending it; the reaper would
+        only notice past its deadline, and the customer's next trades wait behind it.
+        Sending again is harmless: the exchange dedupes by trade id. Only trades younger
+        than the reaper's deadline (older ones are the reaper's), and a bounded number:
+        this runs between heartbeats, and must not queue a backlog ahead of new orders."""
+        sent_after = timezone.now() - timedelta(seconds=settings.REAPER_IN_FLIGHT_DEADLINE)
         try:
-            orders = [order_request_for(t) for t in trades_in_flight_in_shards(shards=shards)]
+            trades = trades_in_flight_in_shards(
+                shards=shards, sent_after=sent_after, limit=INHERITED_RESEND_LIMIT
+            )
+            orders = [order_request_for(trade) for trade in trades]
         except DatabaseError as exc:
             self._database_trouble(exc)  # the reaper remains the backstop
             return

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from django.db.models import Exists, OuterRef, QuerySet
 
@@ -39,7 +40,12 @@ def trade_get_for_customer(*, customer_id: int, trade_id: int) -> Trade | None:
     return Trade.objects.filter(customer_id=customer_id, id=trade_id).first()
 
 
-def trades_in_flight_in_shards(*, shards: list[int]) -> QuerySet[Trade]:
-    """The trades in flight of the customers in `shards` (at most one per customer)."""
+def trades_in_flight_in_shards(
+    *, shards: list[int], sent_after: datetime, limit: int
+) -> QuerySet[Trade]:
+    """The trades of the customers in `shards` that went in flight after `sent_after`,
+    oldest first, at most `limit` (found through the in-flight index, not the accounts)."""
     in_shards = Account.objects.filter(customer_id=OuterRef("customer_id"), shard__in=shards)
-    return Trade.objects.filter(Exists(in_shards), status=Trade.Status.IN_PROGRESS)
+    return Trade.objects.filter(
+        Exists(in_shards), status=Trade.Status.IN_PROGRESS, submitted_at__gt=sent_after
+    ).order_by("submitted_at")[:limit]

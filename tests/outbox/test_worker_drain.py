@@ -1,9 +1,11 @@
 import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
 from django.db import DataError, OperationalError, connection
+from django.utils import timezone
 
 from balances.models import Account
 from brokerage.stack import wait_for
@@ -363,12 +365,16 @@ def test_orders_in_flight_in_a_shard_taken_over_are_sent_again(
     """The last leader may have died between committing a trade in flight and sending it:
     the new one sends it again at once (the exchange dedupes by trade id) instead of
     leaving the customer to the reaper's deadline."""
-    inherited, elsewhere, waiting = make_customer(), make_customer(), make_customer()
+    inherited, elsewhere, waiting, old = (make_customer() for _ in range(4))
     in_flight = place_in_shard(inherited.id, "AAPL")
     sent = trade_send_next(shard=3, epoch=1, customer_id=inherited.id, quotes={"AAPL": 100})
     place_in_shard(elsewhere.id, "AAPL", shard=4)
     trade_send_next(shard=4, epoch=1, customer_id=elsewhere.id, quotes={"AAPL": 100})
     place_in_shard(waiting.id, "MSFT")  # placed, not in flight: the drain sends it
+    # In flight for longer than the reaper's deadline: the reaper's to look up.
+    reapers = place_in_shard(old.id, "AAPL")
+    trade_send_next(shard=3, epoch=1, customer_id=old.id, quotes={"AAPL": 100})
+    Trade.objects.filter(id=reapers.id).update(submitted_at=timezone.now() - timedelta(minutes=1))
     monkeypatch.setattr(worker.leadership, "maintain", lambda: ([3], []))
     worker._next_locks = 0.0
 
