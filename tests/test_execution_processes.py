@@ -207,6 +207,35 @@ def test_a_standby_takes_over_when_the_leader_is_killed(stack):
     assert_exchange_saw_customer_order(stack)
 
 
+def test_the_standby_sends_the_orders_its_dead_leader_left_unsent(stack):
+    """A leader that dies between committing a trade in flight and sending it (here its
+    submission failed, then it was killed) leaves that order to the standby, which sends
+    it on taking over; no reaper runs, and its deadline is far off."""
+    stack.start_exchange("--fill-delay-ms", "1,5")
+    stack.start_web()
+    far_off = {"REAPER_IN_FLIGHT_DEADLINE": "60"}
+    stack.start_worker("leader", **far_off)
+    wait_for(lambda: holds_every_shard("leader"), timeout=20, what="leader to take all shards")
+    stack.start_worker("standby", **far_off)
+    stack.set_faults(outage=True)
+    customer = create_customer(cash="100000.00")
+
+    with requests.Session() as session:
+        trade = stack.place(session, customer.token, ticker="AAPL", side="buy", quantity=1).json()
+    wait_for(
+        lambda: "event=submit_failed" in stack.log("leader"),
+        timeout=30,
+        what="the submission to fail",
+    )
+    stack.set_faults(outage=False)
+    stack.kill("leader")
+
+    wait_until_all_terminal(timeout=30)
+    assert Trade.objects.get(id=trade["id"]).status == "filled"
+    assert "event=inherited_orders_resent" in stack.log("standby")
+    assert_audit_passes()
+
+
 def test_a_leader_whose_lock_session_is_terminated_is_replaced(stack):
     stack.start_exchange("--fill-delay-ms", "5,20")
     stack.start_web()
