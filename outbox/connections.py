@@ -67,7 +67,7 @@ def dedicated_connection(
     """An autocommit session of its own, named so operators can find it in pg_stat_activity."""
     kwargs = connection_kwargs(alias)
     if lock_timeout:
-        kwargs["options"] = f"{kwargs.get('options', '')} -c lock_timeout={lock_timeout}".strip()
+        kwargs["options"] = _with_lock_timeout(kwargs.get("options"), lock_timeout)
     return psycopg.connect(
         **kwargs,
         autocommit=True,
@@ -105,8 +105,13 @@ def configure_django_sessions(
     options = connections[alias].settings_dict["OPTIONS"]
     options["application_name"] = application_name[:63]
     if lock_timeout:
-        options["options"] = f"{options.get('options', '')} -c lock_timeout={lock_timeout}"
+        options["options"] = _with_lock_timeout(options.get("options"), lock_timeout)
     connections[alias].close()
+
+
+def _with_lock_timeout(options: str | None, lock_timeout: str) -> str:
+    """libpq's `options` with a lock_timeout added (a later -c wins over an earlier one)."""
+    return f"{options or ''} -c lock_timeout={lock_timeout}".strip()
 
 
 def default_process_name() -> str:

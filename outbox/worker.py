@@ -19,7 +19,6 @@ from decimal import Decimal
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.utils import timezone
 
 from outbox.connections import dedicated_connection, session_failed
 from outbox.fencing import StaleLeader
@@ -244,10 +243,11 @@ class ShardWorker:
         Sending again is harmless: the exchange dedupes by trade id. Only trades younger
         than the reaper's deadline (older ones are the reaper's), and a bounded number:
         this runs between heartbeats, and must not queue a backlog ahead of new orders."""
-        sent_after = timezone.now() - timedelta(seconds=settings.REAPER_IN_FLIGHT_DEADLINE)
         try:
             trades = trades_in_flight_in_shards(
-                shards=shards, sent_after=sent_after, limit=INHERITED_RESEND_LIMIT
+                shards=shards,
+                sent_within=timedelta(seconds=settings.REAPER_IN_FLIGHT_DEADLINE),
+                limit=INHERITED_RESEND_LIMIT,
             )
             orders = [order_request_for(trade) for trade in trades]
         except DatabaseError as exc:

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import timedelta
 
 from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models.functions import Now
 
 from balances.models import Account
 from trades.models import Ticker, Trade
@@ -41,11 +42,12 @@ def trade_get_for_customer(*, customer_id: int, trade_id: int) -> Trade | None:
 
 
 def trades_in_flight_in_shards(
-    *, shards: list[int], sent_after: datetime, limit: int
+    *, shards: list[int], sent_within: timedelta, limit: int
 ) -> QuerySet[Trade]:
-    """The trades of the customers in `shards` that went in flight after `sent_after`,
-    oldest first, at most `limit` (found through the in-flight index, not the accounts)."""
+    """The trades of the customers in `shards` that went in flight within `sent_within`
+    by the database's clock (the one they are stamped with), oldest first, at most
+    `limit` (found through the in-flight index, not the accounts)."""
     in_shards = Account.objects.filter(customer_id=OuterRef("customer_id"), shard__in=shards)
     return Trade.objects.filter(
-        Exists(in_shards), status=Trade.Status.IN_PROGRESS, submitted_at__gt=sent_after
+        Exists(in_shards), status=Trade.Status.IN_PROGRESS, submitted_at__gt=Now() - sent_within
     ).order_by("submitted_at")[:limit]
