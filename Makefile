@@ -19,11 +19,12 @@ install: $(BIN)/.installed
 run: install
 	PORT=$(PORT) $(BIN)/python -m brokerage.launcher
 
-## Lint and type-check, then the whole test suite against a real Postgres.
+## Lint, type-check and check the layers, then the whole test suite against a real Postgres.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	@if [ -z "$$DATABASE_URL" ]; then $(BIN)/python -m brokerage.embedded_postgres start >/dev/null; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -31,6 +32,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -6,11 +6,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from balances.money import CASH_DIGITS
 from balances.selectors import account_summary
+from balances.services import NoAccount
 from brokerage.api import ErrorSerializer, customer_id_of
-from brokerage.errors import BrokerageError
-from trades.pricing import CASH_DIGITS
-from trades.services import NO_ACCOUNT
 
 
 class PositionSerializer(serializers.Serializer):
@@ -37,5 +36,5 @@ class AccountApi(APIView):
     def get(self, request: Request) -> Response:
         summary = account_summary(customer_id=customer_id_of(request))
         if summary is None:
-            raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
+            raise NoAccount()
         return Response(self.AccountSerializer(summary).data)

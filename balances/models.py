@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from trades.pricing import CASH_DIGITS
+from balances.money import CASH_DIGITS
 
 # An empty bucket last touched long ago: the first request finds it full.
 RATE_BUCKET_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

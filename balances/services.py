@@ -2,18 +2,33 @@
 
 Functions that take or release holds change no balance and write no ledger entry; the
 functions that move a balance write exactly one ledger entry per movement. Callers
-hold the customer's account lock (see trades.services) before calling the movers."""
+hold the customer's account lock (`account_lock`) before calling the movers.
+
+Lock order, everywhere: the customer's account row, then the trade row, then their
+position row."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from balances.models import Account, LedgerEntry
+from brokerage.errors import BrokerageError
 from outbox.sharding import shard_for_customer
+
+NO_ACCOUNT = "This user has no brokerage account."
+
+
+class NoAccount(BrokerageError):
+    """The customer has no brokerage account (a staff user, say): nothing can be traded."""
+
+    def __init__(self) -> None:
+        super().__init__("no_account", NO_ACCOUNT, status_code=403)
+
 
 _LEDGER_SQL = """
 INSERT INTO balances_ledgerentry
@@ -50,6 +65,20 @@ WITH delivered AS (
 )
 {_LEDGER_PAIR_SQL}
 """
+
+
+def account_lock(*, customer_id: int) -> datetime:
+    """Take the customer lock (the account row, FOR UPDATE); returns the database's time
+    once it is held (trades are stamped with the database's clock). Raises NoAccount."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT clock_timestamp() FROM balances_account WHERE customer_id = %s FOR UPDATE",
+            [customer_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise NoAccount()
+    return row[0]
 
 
 def _execute(sql: str, params: list | dict) -> int:

@@ -22,7 +22,7 @@ from decimal import Decimal
 import psycopg
 from psycopg import sql
 
-from trades.pricing import FILL_CASH_MOVED_SQL
+from balances.money import FILL_CASH_MOVED_SQL
 
 DEPOSIT = Decimal("1000000.00")
 HOME_SHARES = 1000
@@ -98,7 +98,7 @@ SELECT c, NULL, 'shares_in', (%(tickers)s::text[])[c %% %(nt)s + 1], NULL, %(sha
 FROM generate_series(5, %(n)s, 5) AS c
 """
 
-# The audit's own rule (trades.pricing.FILL_CASH_MOVED_SQL): a buy's cost rounded up to the
+# The audit's own rule (balances.money.FILL_CASH_MOVED_SQL): a buy's cost rounded up to the
 # cent, a sell's proceeds down; shares move by the quantity.
 _SETTLEMENT_LEDGER_SQL = (
     """

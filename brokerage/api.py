@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import parsers, serializers
 from rest_framework.exceptions import NotAuthenticated, NotFound, ParseError
 from rest_framework.pagination import Cursor, CursorPagination
@@ -118,6 +119,11 @@ class StrictInputSerializer(FlatSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         return value
+
+
+def error_responses(*codes: int) -> dict:
+    """The OpenAPI responses of these error statuses, for extend_schema."""
+    return {code: OpenApiResponse(ErrorSerializer) for code in codes}
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -4,7 +4,7 @@ health check, nothing a customer or a member of staff uses."""
 from django.urls import path
 
 from brokerage.health import healthz
-from trades.apis import ExchangeCallbackApi
+from execution.apis import ExchangeCallbackApi
 
 handler400 = "brokerage.errors.json_bad_request"
 handler403 = "brokerage.errors.json_forbidden"

@@ -4,7 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from balances.apis import AccountApi
 from brokerage.health import healthz
-from trades.apis import ExchangeCallbackApi, TradeCancelApi, TradeDetailApi, TradeListCreateApi
+from execution.apis import ExchangeCallbackApi
+from trades.apis import TradeCancelApi, TradeDetailApi, TradeListCreateApi
 
 api_v1 = [
     path("trades/", TradeListCreateApi.as_view(), name="trades"),

@@ -269,10 +269,10 @@ def _stale_writes(probe: Probe, commit_timestamps: bool, log_dir: Path, out: Out
 
 
 def _audit(out: Outcome) -> dict[str, int]:
-    """trades.audit.audit(quiescent=True); returns the number of violations per check."""
+    """execution.audit.audit(quiescent=True); returns the number of violations per check."""
     from django.db import connection
 
-    from trades.audit import audit
+    from execution.audit import audit
 
     connection.close()  # the chaos process's own session may predate a Postgres restart
     checks = audit(quiescent=True)

@@ -1,4 +1,4 @@
-"""Coalesced shard wake-ups.
+"""Shard wake-ups: coalesced NOTIFYs, and the LISTEN that receives them.
 
 A transaction that issues NOTIFY takes a cluster-wide lock at commit, so notifying
 inside every place-trade transaction would serialise all of them. Instead, after a
@@ -18,7 +18,7 @@ import psycopg
 from django.conf import settings
 
 from outbox.connections import dedicated_connection
-from outbox.sharding import channel_for_shard
+from outbox.sharding import channel_for_shard, shard_of_channel
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +102,42 @@ def shard_waker() -> ShardWaker:
         if _waker is None:
             _waker = ShardWaker(window=settings.NOTIFY_COALESCE_SECONDS)
         return _waker
+
+
+class ShardListener:
+    """LISTEN on some shards' channels, on a dedicated session of its own (made on first
+    use, and again after one was lost)."""
+
+    def __init__(
+        self,
+        shards: Iterable[int],
+        application_name: str,
+        connect: Callable[[], psycopg.Connection] | None = None,
+    ) -> None:
+        self.shards = sorted(shards)
+        self._connect = connect or (lambda: dedicated_connection(application_name))
+        self._conn: psycopg.Connection | None = None
+
+    def wait(self, timeout: float) -> set[int]:
+        """Block up to `timeout` for NOTIFYs; returns the shards notified. Raises
+        psycopg.Error if the session was lost (closed by then: the next wait makes a new
+        one, and the caller should assume it missed notifications)."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+                for shard in self.shards:
+                    self._conn.execute(f'LISTEN "{channel_for_shard(shard)}"')
+            shards = set()
+            for note in self._conn.notifies(timeout=timeout, stop_after=1):
+                shards.add(shard_of_channel(note.channel))
+            for note in self._conn.notifies(timeout=0):
+                shards.add(shard_of_channel(note.channel))
+            return shards
+        except psycopg.Error:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

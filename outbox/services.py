@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
 from django.db import connection, transaction
+from django.utils import timezone
 
 from outbox.notify import shard_waker
 
+logger = logging.getLogger("outbox.services")
+
+_STALE_OUTBOX_SHARDS_SQL = "SELECT DISTINCT shard FROM outbox_outboxmessage WHERE created_at < %s"
 INSERT_SQL = """
 INSERT INTO outbox_outboxmessage (shard, customer_id, created_at)
 SELECT %(shard)s, %(customer_id)s, now() WHERE {condition}
@@ -23,3 +30,17 @@ def outbox_enqueue(*, customer_id: int, shard: int, only_if: str = "true") -> No
         written = cursor.rowcount == 1
     if written:
         transaction.on_commit(lambda: shard_waker().wake(shard))
+
+
+def renotify_stale_outbox(*, older_than: timedelta) -> int:
+    """Wake the leaders of shards whose outbox rows have waited longer than `older_than`."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STALE_OUTBOX_SHARDS_SQL, [timezone.now() - older_than])
+        shards = [row[0] for row in cursor.fetchall()]
+    waker = shard_waker()
+    for shard in shards:
+        waker.wake(shard)
+        logger.info("event=reaper_renotified shard=%s", shard)
+    if shards:
+        waker.flush()
+    return len(shards)

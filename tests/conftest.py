@@ -1,40 +1,13 @@
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from decimal import Decimal
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from balances.services import account_open
 from outbox.notify import shard_waker
+from tests.factories import Customer, create_customer
 from trades.selectors import ticker_cache_clear
-
-_names = itertools.count(1)
-
-
-@dataclass
-class Customer:
-    id: int
-    token: str
-
-    def client(self) -> APIClient:
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {self.token}")
-        return client
-
-
-def create_customer(
-    cash: Decimal | str = "10000.00", positions: dict[str, int] | None = None
-) -> Customer:
-    account = account_open(
-        username=f"customer-{next(_names)}", cash=Decimal(cash), positions=positions or {}
-    )
-    token = Token.objects.create(user_id=account.customer_id)
-    return Customer(id=account.customer_id, token=token.key)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from brokerage.wsgi import application
-from tests.conftest import create_customer
+from tests.factories import create_customer
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
 

@@ -6,12 +6,12 @@ from datetime import timedelta
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from execution.management.commands.run_reaper import ANOTHER_REAPER_ACTIVE, PASS_ENDED_EARLY
 
-from balances.management.commands.create_customer import NAME_TAKEN
 from brokerage.stack import free_port
 from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
-from tests.trades.factories import place_and_send
-from trades.management.commands.run_reaper import ANOTHER_REAPER_ACTIVE, PASS_ENDED_EARLY
+from tests.factories import place_and_send
+from trades.management.commands.create_customer import NAME_TAKEN
 from trades.models import Trade
 
 pytestmark = pytest.mark.django_db

@@ -5,29 +5,25 @@ import logging
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from balances.money import PRICE_DIGITS
 from brokerage.api import (
     DigitsIntegerField,
-    ErrorSerializer,
     FlatSerializer,
     NewestFirstCursorPagination,
     StrictInputSerializer,
     StrictIntegerField,
     StrictRegexField,
     customer_id_of,
+    error_responses,
 )
-from brokerage.errors import BrokerageError, Conflict, NotFound
-from trades.exchange_client import parse_callback_payload
-from trades.execution import ReportMismatch, SettleOutcome, trade_settle
+from brokerage.errors import NotFound
 from trades.models import Trade
-from trades.pricing import PRICE_DIGITS
 from trades.selectors import ticker_is_tradable, trade_get_for_customer, trade_list_for_customer
 from trades.services import TRADE_NOT_FOUND, trade_cancel, trade_place, trade_replayed_as_placed
-from trades.webhooks import verify_exchange_callback
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +49,6 @@ class TradePageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = TradeOutputSerializer(many=True)
-
-
-def _error_responses(*codes: int) -> dict:
-    return {code: OpenApiResponse(ErrorSerializer) for code in codes}
 
 
 class TradeListCreateApi(APIView):
@@ -93,7 +85,7 @@ class TradeListCreateApi(APIView):
     @extend_schema(
         operation_id="trades_list",
         parameters=[FilterSerializer],
-        responses={200: TradePageSerializer, **_error_responses(400, 401, 404)},
+        responses={200: TradePageSerializer, **error_responses(400, 401, 404)},
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params.dict())
@@ -111,7 +103,7 @@ class TradeListCreateApi(APIView):
         responses={
             201: TradeOutputSerializer,
             200: OpenApiResponse(TradeOutputSerializer, "A replay of a known client_order_id."),
-            **_error_responses(400, 401, 403, 409, 413, 415, 429),
+            **error_responses(400, 401, 403, 409, 413, 415, 429),
         },
     )
     def post(self, request: Request) -> Response:
@@ -143,7 +135,7 @@ class TradeListCreateApi(APIView):
 class TradeDetailApi(APIView):
     @extend_schema(
         operation_id="trades_retrieve",
-        responses={200: TradeOutputSerializer, **_error_responses(401, 404)},
+        responses={200: TradeOutputSerializer, **error_responses(401, 404)},
     )
     def get(self, request: Request, trade_id: int) -> Response:
         trade = trade_get_for_customer(customer_id=customer_id_of(request), trade_id=trade_id)
@@ -156,45 +148,8 @@ class TradeCancelApi(APIView):
     @extend_schema(
         operation_id="trades_cancel",
         request=None,
-        responses={200: TradeOutputSerializer, **_error_responses(401, 403, 404, 409)},
+        responses={200: TradeOutputSerializer, **error_responses(401, 403, 404, 409)},
     )
     def post(self, request: Request, trade_id: int) -> Response:
         trade = trade_cancel(customer_id=customer_id_of(request), trade_id=trade_id)
         return Response(TradeOutputSerializer(trade).data)
-
-
-class ExchangeCallbackApi(APIView):
-    """The exchange reports an order filled or rejected. Signed; no customer token."""
-
-    authentication_classes: list = []
-    permission_classes: list = []
-    # A machine's endpoint: JSON only, and the signed body is read as it came.
-    renderer_classes = [JSONRenderer]
-    parser_classes: list = []
-
-    class CallbackResultSerializer(serializers.Serializer):
-        result = serializers.ChoiceField(choices=[o.value for o in SettleOutcome])
-
-    @extend_schema(
-        operation_id="exchange_callback",
-        request={"application/json": dict},
-        responses={200: CallbackResultSerializer, **_error_responses(400, 401, 404, 409)},
-        tags=["exchange"],
-    )
-    def post(self, request: Request) -> Response:
-        payload = verify_exchange_callback(request.body, request.headers)
-        try:
-            report = parse_callback_payload(
-                payload.get("data") if isinstance(payload, dict) else None
-            )
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise BrokerageError("malformed_callback", str(exc)) from None
-        try:
-            outcome = trade_settle(report=report)
-        except ReportMismatch as exc:
-            logger.error("event=callback_mismatch %s", exc)
-            raise Conflict("report_mismatch", str(exc)) from None
-        if outcome is SettleOutcome.UNKNOWN_TRADE:
-            logger.error("event=callback_unknown_trade order=%s", report.client_order_id)
-            raise NotFound("unknown_trade", f"No trade {report.client_order_id!r}.")
-        return Response({"result": outcome.value})

@@ -3,11 +3,21 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 from django.db.models.functions import Now
 
 from balances.models import Account
 from trades.models import Ticker, Trade
+from trades.sql import OPEN_STATUSES
+
+_NEXT_TRADE_TICKERS_SQL = f"""
+SELECT DISTINCT t.ticker FROM unnest(%s::bigint[]) AS c(customer_id) CROSS JOIN LATERAL (
+    SELECT ticker FROM trades_trade
+    WHERE customer_id = c.customer_id AND status IN {OPEN_STATUSES}
+    ORDER BY seq LIMIT 1
+) AS t
+"""
 
 _TICKER_CACHE_SECONDS = 60.0
 _tickers: frozenset[str] = frozenset()
@@ -51,3 +61,11 @@ def trades_in_flight_in_shards(
     return Trade.objects.filter(
         Exists(in_shards), status=Trade.Status.IN_PROGRESS, submitted_at__gt=Now() - sent_within
     ).order_by("submitted_at")[:limit]
+
+
+def next_trade_tickers(*, customer_ids: list[int]) -> set[str]:
+    """The tickers of these customers' next trades (their oldest open ones). Read without
+    locks: only to ask the exchange for the quotes a batch needs in one request."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEXT_TRADE_TICKERS_SQL, [customer_ids])
+        return {row[0] for row in cursor.fetchall()}

@@ -1,6 +1,7 @@
 """Business rules of a trade's life the customer drives: place and cancel.
 
-Sending to the exchange and settling are in trades.execution.
+Sending to the exchange and settling are in the execution app; every status change,
+theirs too, is persisted by `trade_transition`.
 
 Lock order, everywhere: the customer's account row, then the trade row, then their
 position row. Every function here that writes is one transaction."""
@@ -11,43 +12,59 @@ import logging
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from brokerage.errors import BrokerageError, Conflict, NotFound, RateLimited
+from balances.services import NoAccount, account_lock
+from brokerage.errors import Conflict, NotFound, RateLimited
 from outbox.notify import shard_waker
 from trades.models import Trade
 from trades.placement_sql import PLACE_TRADE_SQL, REFUSAL_SQL
 
 logger = logging.getLogger("trades.services")
 
-NO_ACCOUNT = "This user has no brokerage account."
 CLIENT_ORDER_ID_REUSED = "client_order_id {key!r} was already used for a different order."
 NOT_CANCELLABLE = "Only a placed trade can be cancelled; this one is {status}."
 TRADE_NOT_FOUND = "No such trade."
 RATE_LIMITED = "Too many orders; try again in {wait} s."
 
 
+_COLUMNS = {field.name: field.column for field in Trade._meta.concrete_fields}
+
+
+def trade_transition(trade: Trade, new: str, **fields: object) -> None:
+    """Move the trade to status `new` with `fields` set (refusing an illegal move) and
+    UPDATE exactly those columns: the one way a trade changes status. A plain statement in
+    the caller's transaction; the caller holds the trade's row lock (the database's guard
+    trigger checks the move again)."""
+    changed = trade.transition_to(new, **fields)
+    columns = ", ".join(f"{_COLUMNS[name]} = %s" for name in changed)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE trades_trade SET {columns} WHERE id = %s",
+            [*(getattr(trade, name) for name in changed), trade.id],
+        )
+
+
+def log_transition(
+    trade_id: int, customer_id: int, shard: int | None, status: str, **extra: object
+) -> None:
+    details = "".join(f" {key}={value}" for key, value in extra.items())
+    logger.info(
+        "event=trade_%s trade=%s customer=%s shard=%s%s",
+        status,
+        trade_id,
+        customer_id,
+        shard,
+        details,
+    )
+
+
 @dataclass(frozen=True)
 class PlaceResult:
     trade: Trade
     created: bool
-
-
-def account_lock(*, customer_id: int) -> datetime:
-    """Take the customer lock (the account row, FOR UPDATE); returns the database's time
-    once it is held (trades are stamped with the database's clock: see trades.execution)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT clock_timestamp() FROM balances_account WHERE customer_id = %s FOR UPDATE",
-            [customer_id],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
-    return row[0]
 
 
 def trade_place(
@@ -148,7 +165,7 @@ def _refused_placement(params: dict) -> PlaceResult:
         cursor.execute(REFUSAL_SQL, params)
         row = cursor.fetchone()
     if row is None:
-        raise BrokerageError("no_account", NO_ACCOUNT, status_code=403)
+        raise NoAccount()
     wait = max(1, math.ceil((1 - row[0]) / params["rate"]))
     raise RateLimited("rate_limited", RATE_LIMITED.format(wait=wait), retry_after=wait)
 
@@ -167,9 +184,7 @@ def trade_cancel(*, customer_id: int, trade_id: int) -> Trade:
             raise NotFound("not_found", TRADE_NOT_FOUND)
         if trade.status != Trade.Status.PLACED:
             raise Conflict("trade_not_cancellable", NOT_CANCELLABLE.format(status=trade.status))
-        trade.save(
-            update_fields=trade.transition_to(
-                Trade.Status.CANCELLED, reason="cancelled by customer", finished_at=now
-            )
+        trade_transition(
+            trade, Trade.Status.CANCELLED, reason="cancelled by customer", finished_at=now
         )
     return trade

@@ -9,11 +9,11 @@ import pytest
 from django.db import connection
 
 from brokerage.stack import wait_for
+from execution.in_flight import trade_put_in_flight
 from outbox.fencing import StaleLeader
 from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership, SingleActiveLock
 from outbox.models import ShardLease
 from outbox.sharding import shard_for_customer
-from trades.execution import trade_send_next
 from trades.models import Trade
 from trades.services import trade_place
 
@@ -83,14 +83,14 @@ def test_a_leader_whose_session_is_killed_is_fenced_out(leaderships, customer):
 
     # The old leader has not noticed yet; its next write must change nothing.
     with pytest.raises(StaleLeader):
-        trade_send_next(
+        trade_put_in_flight(
             shard=shard, epoch=stale_epoch, customer_id=customer.id, quotes={"AAPL": Decimal(1)}
         )
     assert Trade.objects.get(id=trade.id).status == "placed"
 
     # ...and when it looks, it knows it lost the shard.
     assert old.maintain() == ([], [shard])
-    order = trade_send_next(
+    order = trade_put_in_flight(
         shard=shard, epoch=new.epoch(shard), customer_id=customer.id, quotes={"AAPL": Decimal(1)}
     )
     assert order is not None

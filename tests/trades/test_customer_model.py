@@ -9,14 +9,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from balances.models import Account, Position
+from balances.money import fill_amount
 from brokerage.errors import Conflict
-from tests.conftest import create_customer
-from tests.trades.factories import lead_shard_of, report_for
-from trades.audit import audit
-from trades.exchange_client import OrderState
-from trades.execution import SettleOutcome, trade_send_next, trade_settle
+from execution.audit import audit
+from execution.exchange_client import OrderState
+from execution.in_flight import trade_put_in_flight
+from execution.settlement import SettleOutcome, trade_settle
+from tests.factories import create_customer, lead_shard_of, report_for
 from trades.models import Trade
-from trades.pricing import fill_amount
 from trades.services import trade_cancel, trade_place
 
 TICKERS = ["AAPL", "MSFT"]
@@ -58,7 +58,7 @@ class CustomerModel(RuleBasedStateMachine):
 
     @rule(aapl=prices, msft=prices)
     def send(self, aapl, msft):
-        trade_send_next(
+        trade_put_in_flight(
             shard=self.shard,
             epoch=self.epoch,
             customer_id=self.customer.id,
@@ -116,7 +116,7 @@ class CustomerModel(RuleBasedStateMachine):
         for trade_id, status in self.final.items():
             assert Trade.objects.get(id=trade_id).status == status
         for trade_id, status in Trade.objects.filter(
-            customer_id=self.customer.id, status__in=list(Trade.TERMINAL)
+            customer_id=self.customer.id, status__in=["filled", "rejected", "cancelled"]
         ).values_list("id", "status"):
             self.final.setdefault(trade_id, status)
 

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from trades.audit import audit
+from execution.audit import audit
 from trades.models import Trade
 
 pytestmark = pytest.mark.django_db

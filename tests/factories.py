@@ -1,20 +1,49 @@
-"""Building blocks for execution tests: shards led by the test, reports, signed callbacks."""
+"""Test data: customers with accounts and tokens, trades placed and sent with the test as
+the shard's leader, exchange reports and signed callbacks."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 from standardwebhooks.webhooks import Webhook
 
+from balances.services import account_open
+from execution.exchange_client import OrderState
+from execution.in_flight import trade_put_in_flight
 from outbox.models import ShardLease
 from outbox.sharding import shard_for_customer
-from trades.exchange_client import OrderState
-from trades.execution import trade_send_next
 from trades.models import Trade
 from trades.services import trade_place
+
+_names = itertools.count(1)
+
+
+@dataclass
+class Customer:
+    id: int
+    token: str
+
+    def client(self) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {self.token}")
+        return client
+
+
+def create_customer(
+    cash: Decimal | str = "10000.00", positions: dict[str, int] | None = None
+) -> Customer:
+    account = account_open(
+        username=f"customer-{next(_names)}", cash=Decimal(cash), positions=positions or {}
+    )
+    token = Token.objects.create(user_id=account.customer_id)
+    return Customer(id=account.customer_id, token=token.key)
 
 
 def lead_shard_of(customer_id: int) -> tuple[int, int]:
@@ -29,7 +58,7 @@ def lead_shard_of(customer_id: int) -> tuple[int, int]:
 def place_and_send(customer_id: int, *, side="buy", quantity=10, ticker="AAPL", quote="100.00"):
     trade = trade_place(customer_id=customer_id, ticker=ticker, side=side, quantity=quantity).trade
     shard, epoch = lead_shard_of(customer_id)
-    order = trade_send_next(
+    order = trade_put_in_flight(
         shard=shard, epoch=epoch, customer_id=customer_id, quotes={ticker: Decimal(quote)}
     )
     return Trade.objects.get(id=trade.id), order

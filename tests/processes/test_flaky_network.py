@@ -7,8 +7,8 @@ from django.conf import settings
 
 from brokerage.stack import Stack, database_url
 from outbox.models import OutboxMessage
-from tests.conftest import create_customer
-from tests.faultproxy import FaultProxy
+from tests.factories import create_customer
+from tests.processes.faultproxy import FaultProxy
 from trades.models import Trade
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]

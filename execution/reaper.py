@@ -13,39 +13,34 @@ from datetime import timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from outbox.connections import session_failed
-from outbox.notify import shard_waker
-from outbox.services import outbox_enqueue
-from trades.exchange_client import (
+from execution.exchange_client import (
     ExchangeClient,
     ExchangeError,
     ExchangeRejectedRequest,
     ExchangeUnavailable,
 )
-from trades.execution import (
-    ReportMismatch,
-    SettleOutcome,
-    order_request_for,
-    rejected_report,
-    trade_settle,
-)
+from execution.in_flight import order_request_for
+from execution.refusals import refusal_report
+from execution.settlement import ReportMismatch, SettleOutcome, trade_settle
+from outbox.connections import session_failed
+from outbox.services import outbox_enqueue, renotify_stale_outbox
 from trades.models import Trade
+from trades.sql import OPEN_STATUSES
 
-logger = logging.getLogger("trades.reaper")
+logger = logging.getLogger("execution.reaper")
 
 # Customers whose oldest open trade is placed, old, and who have no outbox row.
-_ORPHANED_CUSTOMERS_SQL = """
+_ORPHANED_CUSTOMERS_SQL = f"""
 SELECT head.customer_id, a.shard FROM (
     SELECT DISTINCT ON (customer_id) customer_id, status, created_at
-    FROM trades_trade WHERE status IN ('placed', 'in_progress')
+    FROM trades_trade WHERE status IN {OPEN_STATUSES}
     ORDER BY customer_id, seq
 ) AS head
 JOIN balances_account a ON a.customer_id = head.customer_id
-WHERE head.status = 'placed' AND head.created_at < %s
+WHERE head.status = '{Trade.Status.PLACED}' AND head.created_at < %s
   AND NOT EXISTS (SELECT 1 FROM outbox_outboxmessage o WHERE o.customer_id = head.customer_id)
 LIMIT %s
 """
-_STALE_OUTBOX_SHARDS_SQL = "SELECT DISTINCT shard FROM outbox_outboxmessage WHERE created_at < %s"
 
 
 @dataclass
@@ -135,17 +130,7 @@ def _reap_in_flight(trade: Trade, client: ExchangeClient, report: ReapReport) ->
         try:
             client.submit_order(request)
         except ExchangeRejectedRequest as exc:
-            # Booked only if the exchange still has no record of the order, as the leader
-            # does: the first submission may have landed since we asked, and booking a
-            # refusal of a live order would release its hold and send the next one.
-            state = client.get_order(str(trade.id))
-            if state is None:
-                reason = f"refused by exchange: {exc.detail}"[:200]
-                refusal = rejected_report(trade_id=trade.id, reason=reason, request=request)
-                if trade_settle(report=refusal) is SettleOutcome.SETTLED:
-                    report.settled += 1
-                return
-            logger.warning("event=refused_but_recorded trade=%s status=%s", trade.id, state.status)
+            state = refusal_report(client, request, exc)
         else:
             report.resubmitted += 1
             logger.info(
@@ -183,20 +168,6 @@ class UnresolvedTrades:
     def note(self, trade_ids: Iterable[int], *, seconds: float | None = None) -> None:
         until = time.monotonic() + (self.retry_after if seconds is None else seconds)
         self._until.update(dict.fromkeys(trade_ids, until))
-
-
-def renotify_stale_outbox(*, older_than: timedelta) -> int:
-    """Wake the leaders of shards whose outbox rows have waited longer than `older_than`."""
-    with connection.cursor() as cursor:
-        cursor.execute(_STALE_OUTBOX_SHARDS_SQL, [timezone.now() - older_than])
-        shards = [row[0] for row in cursor.fetchall()]
-    waker = shard_waker()
-    for shard in shards:
-        waker.wake(shard)
-        logger.info("event=reaper_renotified shard=%s", shard)
-    if shards:
-        waker.flush()
-    return len(shards)
 
 
 def reap_once(

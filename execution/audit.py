@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
-from trades.pricing import FILL_CASH_MOVED_SQL
+from balances.money import FILL_CASH_MOVED_SQL
+from trades.sql import OPEN_STATUSES
 
 
 @dataclass
@@ -142,7 +143,8 @@ QUIESCENT_CHECKS: list[tuple[str, str]] = [
     (
         "no trade left open (quiescent system)",
         """SELECT format('trade %s (customer %s) is still %s', id, customer_id, status)
-           FROM trades_trade WHERE status IN ('placed', 'in_progress')""",
+           FROM trades_trade WHERE status IN """
+        + OPEN_STATUSES,
     ),
 ]
 

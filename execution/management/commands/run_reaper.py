@@ -8,13 +8,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
+from execution.exchange import exchange_client
+from execution.exchange_client import ExchangeClient
+from execution.reaper import UnresolvedTrades, reap_once
 from outbox.connections import default_process_name
 from outbox.leadership import REAPER_LOCK_NAMESPACE, SingleActiveLock
-from outbox.worker import exchange_client_factory
-from trades.exchange_client import ExchangeClient
-from trades.reaper import UnresolvedTrades, reap_once
 
-logger = logging.getLogger("trades.reaper")
+logger = logging.getLogger("execution.reaper")
 
 ANOTHER_REAPER_ACTIVE = "another reaper is active"
 PASS_ENDED_EARLY = (
@@ -41,7 +41,7 @@ class Command(BaseCommand):
             # A one-off pass never deposes the active reaper, frozen or not.
             lease_timeout=None if once else settings.REAPER_LEASE_TIMEOUT,
         )
-        client = exchange_client_factory()
+        client = exchange_client()
         self._unresolved = UnresolvedTrades()
         lock.start()
         try:

@@ -13,7 +13,7 @@ import pytest
 import requests
 import responses
 
-from trades.exchange_client import (
+from execution.exchange_client import (
     ExchangeClient,
     ExchangeConflict,
     ExchangeError,
@@ -22,7 +22,6 @@ from trades.exchange_client import (
     OrderRequest,
     OrderState,
     Quote,
-    UnknownTicker,
     parse_callback_payload,
 )
 
@@ -73,39 +72,26 @@ def order_json(**overrides: Any) -> dict[str, Any]:
     return data
 
 
-# --- quote ----------------------------------------------------------------------------------
+# --- quotes ---------------------------------------------------------------------------------
 
 
-def test_quote_parses_decimal_and_aware_datetime(client, mocked) -> None:
-    mocked.get(
-        f"{BASE}/quotes/AAPL",
-        json={"ticker": "AAPL", "price": "187.1234", "as_of": "2024-05-01T14:30:00Z"},
-    )
-    quote = client.quote("AAPL")
-    assert quote.price == Decimal("187.1234") and isinstance(quote.price, Decimal)
-    assert quote.as_of == datetime(2024, 5, 1, 14, 30, tzinfo=UTC)
-
-
-def test_quote_unknown_ticker(client, mocked) -> None:
-    mocked.get(f"{BASE}/quotes/ZZZZ", status=404, json={"error": "unknown_ticker"})
-    with pytest.raises(UnknownTicker):
-        client.quote("ZZZZ")
-
-
-def test_quote_retries_then_gives_up(client, mocked) -> None:
-    mocked.get(f"{BASE}/quotes/AAPL", body=requests.ConnectionError("refused"))
+def test_quotes_retry_then_give_up(client, mocked) -> None:
+    mocked.get(f"{BASE}/quotes", body=requests.ConnectionError("refused"))
     with pytest.raises(ExchangeUnavailable, match="3 attempts"):
-        client.quote("AAPL")
+        client.quotes(["AAPL"])
     assert len(mocked.calls) == 3
 
 
-def test_quote_with_float_price_is_malformed(client, mocked) -> None:
+def test_a_float_price_is_malformed(client, mocked) -> None:
     mocked.get(
-        f"{BASE}/quotes/AAPL",
-        json={"ticker": "AAPL", "price": 187.12, "as_of": "2024-05-01T14:30:00Z"},
+        f"{BASE}/quotes",
+        json={
+            "quotes": [{"ticker": "AAPL", "price": 187.12, "as_of": "2024-05-01T14:30:00Z"}],
+            "unknown": [],
+        },
     )
     with pytest.raises(ExchangeError, match="price"):
-        client.quote("AAPL")
+        client.quotes(["AAPL"])
 
 
 def test_proxy_settings_in_the_environment_are_ignored(client, mocked, monkeypatch) -> None:
@@ -114,15 +100,15 @@ def test_proxy_settings_in_the_environment_are_ignored(client, mocked, monkeypat
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     mocked.get(
-        f"{BASE}/quotes/AAPL",
-        json={"ticker": "AAPL", "price": "187.1234", "as_of": "2024-05-01T14:30:00Z"},
+        f"{BASE}/quotes",
+        json={
+            "quotes": [{"ticker": "AAPL", "price": "187.1234", "as_of": "2024-05-01T14:30:00Z"}],
+            "unknown": [],
+        },
     )
-    assert client.quote("AAPL").price == Decimal("187.1234")
+    assert client.quotes(["AAPL"])["AAPL"].price == Decimal("187.1234")
     [call] = mocked.calls
     assert not call.request.req_kwargs["proxies"]
-
-
-# --- quotes ---------------------------------------------------------------------------------
 
 
 def quote_json(ticker: str, price: Any = "187.1234") -> dict[str, Any]:
@@ -249,8 +235,7 @@ def test_submit_sends_body_and_parses_202(client, mocked) -> None:
         ],
     )
     result = client.submit_order(order())
-    assert (result.exchange_order_id, result.status, result.duplicate) == ("X-1", "open", False)
-    assert result.fill_price is None
+    assert (result.client_order_id, result.exchange_order_id) == ("trade-1", "X-1")
 
 
 def test_sell_min_price_rounds_up() -> None:
@@ -264,10 +249,7 @@ def test_submit_retries_on_503_then_succeeds(client, mocked) -> None:
     mocked.post(f"{BASE}/orders", status=200, json=order_json())
     result = client.submit_order(order())
     assert len(mocked.calls) == 3
-    assert result.duplicate is True
-    assert result.status == "filled"
-    assert result.fill_price == Decimal("187.1234")
-    assert result.executed_at == datetime(2024, 5, 1, 14, 30, 0, 123456, tzinfo=UTC)
+    assert result.exchange_order_id == "X-1"
 
 
 def test_submit_timeout_raises_unavailable(client, mocked) -> None:
@@ -440,20 +422,17 @@ def test_client_against_simulator() -> None:
         webhook_secret=secret, port=0, seed=3, faults=FaultConfig(fill_delay_ms=(1, 2))
     )
     with ExchangeSimulator(config) as simulator, ExchangeClient(base_url=simulator.url) as c:
-        quote = c.quote("MSFT")
-        assert Decimal(5) <= quote.price < Decimal(500)
         batch = c.quotes(["MSFT", "msft", "AAPL"])
         assert batch["msft"] is None
-        assert batch["MSFT"] is not None and batch["AAPL"] is not None
+        quote = batch["MSFT"]
+        assert quote is not None and batch["AAPL"] is not None
+        assert Decimal(5) <= quote.price < Decimal(500)
         assert Decimal(5) <= batch["AAPL"].price < Decimal(500)
-        with pytest.raises(UnknownTicker):
-            c.quote("msft")
         request = order(
             ticker="MSFT", max_price=quote.price * 2, callback_url="http://127.0.0.1:9/cb"
         )
         first = c.submit_order(request)
-        assert (first.status, first.duplicate) == ("open", False)
-        assert c.submit_order(request).duplicate is True
+        assert c.submit_order(request) == first  # the same order, not a second one
         with pytest.raises(ExchangeConflict):
             c.submit_order(order(ticker="MSFT", quantity=6, max_price=quote.price * 2))
         with pytest.raises(ExchangeRejectedRequest):
@@ -481,7 +460,7 @@ def test_client_against_simulator() -> None:
     ],
 )
 def test_any_other_requests_error_is_an_exchange_error(client, mocked, error) -> None:
-    mocked.get(f"{BASE}/quotes/AAPL", body=error)
+    mocked.get(f"{BASE}/quotes", body=error)
     with pytest.raises(ExchangeError) as raised:
-        client.quote("AAPL")
+        client.quotes(["AAPL"])
     assert not isinstance(raised.value, ExchangeUnavailable)

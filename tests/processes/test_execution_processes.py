@@ -14,10 +14,10 @@ from django.conf import settings
 from django.db import connection
 
 from brokerage.stack import Stack, database_url, wait_for
+from execution.audit import audit
+from execution.in_flight import INSUFFICIENT_FUNDS, INSUFFICIENT_SHARES
 from outbox.models import ShardLease
-from tests.conftest import create_customer
-from trades.audit import audit
-from trades.execution import INSUFFICIENT_FUNDS, INSUFFICIENT_SHARES
+from tests.factories import create_customer
 from trades.models import Trade
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]

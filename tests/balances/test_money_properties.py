@@ -5,7 +5,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trades.pricing import (
+from balances.money import (
     CENT,
     PRICE_TICK,
     buy_hold,

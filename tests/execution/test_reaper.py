@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.trades.factories import place_and_send, report_for
-from trades.exchange_client import ExchangeRejectedRequest
-from trades.execution import rejected_report, trade_settle
+from execution.exchange_client import ExchangeRejectedRequest
+from execution.reaper import ReapReport, UnresolvedTrades, reap_trades_in_flight
+from execution.settlement import rejected_report, trade_settle
+from tests.factories import place_and_send, report_for
 from trades.models import Trade
-from trades.reaper import ReapReport, UnresolvedTrades, reap_trades_in_flight
 
 pytestmark = pytest.mark.django_db
 

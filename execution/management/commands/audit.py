@@ -3,7 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from trades.audit import audit
+from execution.audit import audit
 
 
 class Command(BaseCommand):

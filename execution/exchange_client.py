@@ -34,7 +34,6 @@ __all__ = [
     "OrderState",
     "Quote",
     "SubmitResult",
-    "UnknownTicker",
     "parse_callback_payload",
 ]
 
@@ -73,10 +72,6 @@ class ExchangeRejectedRequest(ExchangeError):
         super().__init__(f"{error}: {detail}" if detail else error)
         self.error = error
         self.detail = detail
-
-
-class UnknownTicker(ExchangeError):
-    """404 on a quote: the ticker is not listed."""
 
 
 @dataclass(frozen=True)
@@ -159,15 +154,10 @@ class OrderState:
 
 @dataclass(frozen=True)
 class SubmitResult:
+    """The exchange accepted the order (or already had it: a resubmission is the same order)."""
+
     client_order_id: str
     exchange_order_id: str
-    status: OrderStatus
-    # True when the exchange already had this client_order_id (HTTP 200): the answer
-    # describes the original order, which may already be filled or rejected.
-    duplicate: bool
-    fill_price: Decimal | None = None
-    executed_at: datetime | None = None
-    reason: str | None = None
 
 
 def _is_int(value: Any) -> bool:
@@ -347,16 +337,6 @@ class ExchangeClient:
     ) -> None:
         self.close()
 
-    def quote(self, ticker: str) -> Quote:
-        response = self._request("GET", f"/quotes/{urlquote(ticker, safe='')}")
-        if response.status_code == 404:
-            raise UnknownTicker(ticker)
-        data = self._json(response, expected=(200,))
-        try:
-            return _parse_quote(data)
-        except (ValueError, TypeError) as exc:
-            raise ExchangeError(f"malformed quote from exchange: {exc}") from None
-
     def quotes(self, tickers: Collection[str]) -> dict[str, Quote | None]:
         """Quote many tickers in one request: a Quote per listed ticker, None per unknown one.
 
@@ -395,11 +375,6 @@ class ExchangeClient:
             result = SubmitResult(
                 client_order_id=_str_field(data, "client_order_id"),
                 exchange_order_id=_str_field(data, "exchange_order_id"),
-                status=_status(data, ORDER_STATUSES),
-                duplicate=response.status_code == 200,
-                fill_price=_optional_price(data, "fill_price"),
-                executed_at=_optional_timestamp(data, "executed_at"),
-                reason=_optional_str(data, "reason"),
             )
         except (ValueError, TypeError) as exc:
             raise ExchangeError(f"malformed order answer from exchange: {exc}") from None

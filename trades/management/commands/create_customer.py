@@ -5,9 +5,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework.authtoken.models import Token
 
+from balances.money import MAX_CASH
 from balances.services import account_open
 from trades.models import Ticker
-from trades.pricing import MAX_CASH
 
 NAME_TAKEN = "a user named {name!r} already exists"
 

@@ -4,7 +4,7 @@ import pytest
 from django.test import override_settings
 
 from balances.models import LedgerEntry
-from tests.trades.factories import callback_body, place_and_send, signed_headers
+from tests.factories import callback_body, place_and_send, signed_headers
 from trades.models import Trade
 
 URL = "/exchange/callback/"

@@ -7,21 +7,19 @@ import pytest
 from django.db import connection
 
 from balances.models import Account, LedgerEntry, Position
-from outbox.fencing import StaleLeader
-from outbox.models import OutboxMessage
-from tests.trades.factories import lead_shard_of, place_and_send, report_for
-from trades.audit import audit
-from trades.execution import (
+from execution.audit import audit
+from execution.in_flight import (
     INSUFFICIENT_FUNDS,
     INSUFFICIENT_SHARES,
     NOT_LISTED,
     QUOTE_OUT_OF_RANGE,
     QuoteNeeded,
-    ReportMismatch,
-    SettleOutcome,
-    trade_send_next,
-    trade_settle,
+    trade_put_in_flight,
 )
+from execution.settlement import ReportMismatch, SettleOutcome, trade_settle
+from outbox.fencing import StaleLeader
+from outbox.models import OutboxMessage
+from tests.factories import lead_shard_of, place_and_send, report_for
 from trades.models import Trade
 from trades.services import trade_cancel, trade_place
 
@@ -89,7 +87,7 @@ class TestSend:
         trade = place(customer.id, side=side)
         shard, epoch = lead_shard_of(customer.id)
 
-        order = trade_send_next(
+        order = trade_put_in_flight(
             shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": Decimal(quote)}
         )
 
@@ -119,7 +117,9 @@ class TestSend:
         shard, epoch = lead_shard_of(customer.id)
         quotes = {"AAPL": Decimal("100.00")}
 
-        order = trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes)
+        order = trade_put_in_flight(
+            shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes
+        )
 
         assert order is None
         too_big.refresh_from_db()
@@ -127,7 +127,9 @@ class TestSend:
         assert too_big.reason == INSUFFICIENT_FUNDS
         assert account(customer.id).cash_held == 0
         assert OutboxMessage.objects.filter(customer_id=customer.id).count() == 1
-        order = trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes)
+        order = trade_put_in_flight(
+            shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes
+        )
         assert order.client_order_id == str(follower.id)
         assert_invariants_hold()
 
@@ -149,7 +151,7 @@ class TestSend:
         second = trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
         shard, epoch = lead_shard_of(customer.id)
 
-        order = trade_send_next(
+        order = trade_put_in_flight(
             shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": Decimal(100)}
         )
 
@@ -161,7 +163,7 @@ class TestSend:
         shard, epoch = lead_shard_of(customer.id)
 
         with pytest.raises(QuoteNeeded) as need:
-            trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes={})
+            trade_put_in_flight(shard=shard, epoch=epoch, customer_id=customer.id, quotes={})
 
         assert need.value.ticker == "MSFT"
         assert Trade.objects.get(id=trade.id).status == "placed"
@@ -176,7 +178,9 @@ class TestSend:
         shard, epoch = lead_shard_of(customer.id)
 
         with pytest.raises(QuoteNeeded):
-            trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=Expiring())
+            trade_put_in_flight(
+                shard=shard, epoch=epoch, customer_id=customer.id, quotes=Expiring()
+            )
 
         assert Trade.objects.get(id=trade.id).status == "placed"
 
@@ -186,7 +190,7 @@ class TestSend:
         lead_shard_of(customer.id)  # someone else took over: the epoch moved on
 
         with pytest.raises(StaleLeader):
-            trade_send_next(
+            trade_put_in_flight(
                 shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": Decimal(1)}
             )
 
@@ -247,7 +251,7 @@ class TestSettle:
         # The leader takes the placement's wake-up and finds a trade in flight: it waits.
         quotes = {"AAPL": Decimal(100)}
         assert (
-            trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes)
+            trade_put_in_flight(shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes)
             is None
         )
         assert not OutboxMessage.objects.exists()
@@ -255,7 +259,9 @@ class TestSettle:
         trade_settle(report=report_for(trade, status=status))
 
         assert OutboxMessage.objects.filter(customer_id=customer.id).count() == 1
-        order = trade_send_next(shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes)
+        order = trade_put_in_flight(
+            shard=shard, epoch=epoch, customer_id=customer.id, quotes=quotes
+        )
         assert order.client_order_id == str(waiting.id)
 
     def test_a_filled_sell_delivers_and_receives(self, customer):
@@ -358,7 +364,7 @@ class TestExchangeDoesNotListTheTicker:
         place(customer.id, ticker="MSFT", quantity=1)
         shard, epoch = lead_shard_of(customer.id)
 
-        order = trade_send_next(
+        order = trade_put_in_flight(
             shard=shard, epoch=epoch, customer_id=customer.id, quotes={"AAPL": None}
         )
 
