@@ -69,10 +69,6 @@ class Position(models.Model):
     def __str__(self) -> str:
         return f"{self.quantity} {self.ticker} of customer {self.customer_id}"
 
-    @property
-    def available(self) -> int:
-        return self.quantity - self.held
-
 
 class LedgerEntry(models.Model):
     """One movement of cash (ticker is NULL) or of shares of `ticker`. Append-only: a

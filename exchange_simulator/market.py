@@ -82,8 +82,3 @@ class Market:
                 price = max(price, TICK)
             self._prices[ticker] = price
             return price
-
-    def peek(self, ticker: str) -> Decimal:
-        """The current price without moving the walk."""
-        with self._lock:
-            return self._prices.get(ticker) or start_price(self._seed, ticker)

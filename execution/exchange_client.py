@@ -147,10 +147,6 @@ class OrderState:
     executed_at: datetime | None
     reason: str | None
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
 
 @dataclass(frozen=True)
 class SubmitResult:
