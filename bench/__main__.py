@@ -23,8 +23,8 @@ from psycopg.abc import Params
 from bench import cpu, database, load_data, pg_ceiling
 from bench.http_load import NOT_SENT, OPEN_LOOP_THREADS, Customer, LoadRun, Sample
 from bench.stats import ms, percentile
-from brokerage import embedded_postgres
-from brokerage.stack import Stack, wait_for
+from devtools import embedded_postgres
+from devtools.stack import Stack, wait_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOGS = RESULTS / "logs"

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import requests
 
-from brokerage import embedded_postgres
-from brokerage.stack import wait_for
 from chaos.database import Cluster, Probe
 from chaos.stack import ChaosStack
+from devtools import embedded_postgres
+from devtools.stack import wait_for
 from outbox.leadership import REAPER_LOCK_NAMESPACE, SHARD_LOCK_NAMESPACE
 
 PROCESS_FAULTS = (

@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from brokerage import embedded_postgres
-from brokerage.stack import REPO_ROOT
 from chaos.database import (
     CHAOS_DATABASE,
     Cluster,
@@ -33,6 +31,8 @@ from chaos.faults import Fault, FaultRunner, Supervisor, plan_faults, timed
 from chaos.report import render, verify
 from chaos.stack import ChaosStack, environment_for_children
 from chaos.traffic import Traffic, create_customers, plan_customers, start_clients
+from devtools import embedded_postgres
+from devtools.stack import REPO_ROOT
 
 LOG_ROOT = REPO_ROOT / "chaos" / "logs"
 HALVES = {1: ("w1a", "w1b"), 2: ("w2a", "w2b")}

@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from balances.management.commands.create_customer import NAME_TAKEN
-from brokerage.stack import free_port
+from devtools.stack import free_port
 from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
 from tests.trades.factories import place_and_send
 from trades.management.commands.run_reaper import ANOTHER_REAPER_ACTIVE, PASS_ENDED_EARLY

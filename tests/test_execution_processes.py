@@ -13,7 +13,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from brokerage.stack import Stack, database_url, wait_for
+from devtools.stack import Stack, database_url, wait_for
 from outbox.models import ShardLease
 from tests.conftest import create_customer
 from trades.audit import audit

@@ -8,7 +8,7 @@ from django.db import DataError, OperationalError, connection
 from django.utils import timezone
 
 from balances.models import Account
-from brokerage.stack import wait_for
+from devtools.stack import wait_for
 from outbox import worker as worker_module
 from outbox.leadership import SHARD_LOCK_NAMESPACE
 from outbox.models import OutboxMessage, ShardLease

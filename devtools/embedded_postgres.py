@@ -4,9 +4,9 @@ Uses the PostgreSQL binaries shipped by the `pgserver` wheel, in a git-ignored d
 directory inside the checkout. Postgres refuses to run as root, so as root the server
 runs as pgserver's unprivileged system user. It listens on a Unix socket only.
 
-    python -m brokerage.embedded_postgres start   # prints the DATABASE_URL
-    python -m brokerage.embedded_postgres stop
-    python -m brokerage.embedded_postgres url
+    python -m devtools.embedded_postgres start   # prints the DATABASE_URL
+    python -m devtools.embedded_postgres stop
+    python -m devtools.embedded_postgres url
 """
 
 from __future__ import annotations

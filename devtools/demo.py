@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from brokerage import embedded_postgres
+from devtools import embedded_postgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ORDERS = [

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from brokerage import embedded_postgres
+from devtools import embedded_postgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
