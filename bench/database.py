@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from devtools import embedded_postgres
-from devtools.stack import REPO_ROOT
+from devtools.paths import REPO_ROOT
 
 # Bump the version when the loaded data's rules change (e.g. how a fill's cash is rounded),
 # so that --reuse loads again instead of auditing old rows by new rules.

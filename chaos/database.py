@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 
 from devtools import embedded_postgres
-from devtools.stack import REPO_ROOT
+from devtools.paths import REPO_ROOT
 
 CHAOS_PGDATA = REPO_ROOT / ".pgdata-chaos"
 CHAOS_DATABASE = "brokerage_chaos"

@@ -32,7 +32,7 @@ from chaos.report import render, verify
 from chaos.stack import ChaosStack, environment_for_children
 from chaos.traffic import Traffic, create_customers, plan_customers, start_clients
 from devtools import embedded_postgres
-from devtools.stack import REPO_ROOT
+from devtools.paths import REPO_ROOT
 
 LOG_ROOT = REPO_ROOT / "chaos" / "logs"
 HALVES = {1: ("w1a", "w1b"), 2: ("w2a", "w2b")}

@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from devtools.paths import REPO_ROOT
+
 DEFAULT_DATA_DIR = REPO_ROOT / ".pgdata"
 DATABASE_NAME = "brokerage"
 SUPERUSER = "postgres"

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 from devtools import embedded_postgres
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from devtools.paths import REPO_ROOT
 
 
 def main() -> int:

@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from devtools.paths import REPO_ROOT
+
 T = TypeVar("T")
 
 
