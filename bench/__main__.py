@@ -24,6 +24,7 @@ from bench import cpu, database, load_data, pg_ceiling
 from bench.http_load import NOT_SENT, OPEN_LOOP_THREADS, Customer, LoadRun, Sample
 from bench.stats import ms, percentile
 from devtools import embedded_postgres
+from devtools.database import migrate, recreate_database
 from devtools.stack import Stack, wait_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -234,8 +235,8 @@ def prepare_database(args: argparse.Namespace) -> str:
         return url
     say(f"database {args.database}: recreating, migrating")
     started = time.monotonic()
-    database.recreate(maintenance, args.database)
-    database.migrate(url)
+    recreate_database(maintenance, args.database)
+    migrate(url)
     say(f"  migrated in {time.monotonic() - started:.1f} s")
     say(f"loading {args.customers:,} customers and {args.trades:,} past trades")
     seconds = load_data.load(

@@ -1,11 +1,9 @@
 """The soak's own database: a separate embedded cluster (or a fresh database on the server
-of DATABASE_URL), migrated, plus the instrumentation the checks need."""
+of DATABASE_URL), plus the instrumentation the checks need."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -13,6 +11,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 
 from devtools import embedded_postgres
+from devtools.database import recreate_database
 from devtools.paths import REPO_ROOT
 
 CHAOS_PGDATA = REPO_ROOT / ".pgdata-chaos"
@@ -108,28 +107,8 @@ def prepare_cluster() -> Cluster:
         os.environ["EMBEDDED_PGDATA"] = str(CHAOS_PGDATA)
         embedded_postgres.ensure_running(CHAOS_PGDATA)
         admin_url, pgdata = embedded_postgres.database_url(CHAOS_PGDATA, "postgres"), CHAOS_PGDATA
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{CHAOS_DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{CHAOS_DATABASE}"')
+    recreate_database(admin_url, CHAOS_DATABASE)
     return Cluster(url=with_database(external or admin_url, CHAOS_DATABASE), pgdata=pgdata)
-
-
-def migrate(url: str, log_file: Path) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DEBUG": "true",
-        "DJANGO_SETTINGS_MODULE": "settings.base",
-    }
-    with open(log_file, "wb") as log:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=True,
-        )
 
 
 def install_instrumentation(url: str) -> bool:

@@ -23,7 +23,6 @@ from chaos.database import (
     Cluster,
     Probe,
     install_instrumentation,
-    migrate,
     prepare_cluster,
     with_application_name,
 )
@@ -32,6 +31,7 @@ from chaos.report import render, verify
 from chaos.stack import ChaosStack, environment_for_children
 from chaos.traffic import Traffic, create_customers, plan_customers, start_clients
 from devtools import embedded_postgres
+from devtools.database import migrate
 from devtools.paths import REPO_ROOT
 
 LOG_ROOT = REPO_ROOT / "chaos" / "logs"
@@ -115,7 +115,7 @@ def main(argv: list[str]) -> int:
     say(f"database {CHAOS_DATABASE} on the {where}")
     if not cluster.embedded:
         say("the Postgres restart fault will be skipped: DATABASE_URL names a server we do not own")
-    migrate(cluster.url, log_dir / "migrate.log")
+    migrate(cluster.url, log_file=log_dir / "migrate.log")
     commit_timestamps = install_instrumentation(cluster.url)
     say("migrated")
     postgres_log = _PostgresLog(cluster, log_dir)
