@@ -17,7 +17,7 @@ install: $(BIN)/.installed
 
 ## Start everything on one machine (embedded Postgres unless DATABASE_URL is set).
 run: install
-	PORT=$(PORT) $(BIN)/python -m brokerage.launcher
+	PORT=$(PORT) $(BIN)/python -m devtools.launcher
 
 ## Lint, type-check and check the layers, then the whole test suite against a real Postgres.
 test: install
@@ -25,7 +25,7 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	@if [ -z "$$DATABASE_URL" ]; then $(BIN)/python -m brokerage.embedded_postgres start >/dev/null; fi
+	@if [ -z "$$DATABASE_URL" ]; then $(BIN)/python -m devtools.embedded_postgres start >/dev/null; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -39,13 +39,13 @@ format: install
 	$(BIN)/ruff format .
 
 db: install
-	$(BIN)/python -m brokerage.embedded_postgres start
+	$(BIN)/python -m devtools.embedded_postgres start
 
 db-stop: install
-	$(BIN)/python -m brokerage.embedded_postgres stop
+	$(BIN)/python -m devtools.embedded_postgres stop
 
 psql: install
-	$(BIN)/python -m brokerage.embedded_postgres psql
+	$(BIN)/python -m devtools.embedded_postgres psql
 
 ## Benchmark: fresh loaded database, Postgres ceiling, the whole stack under HTTP load.
 ## Options after BENCH_ARGS=, e.g. BENCH_ARGS=--quick (see python -m bench --help).
@@ -58,8 +58,8 @@ chaos: install
 
 ## With `make run` up: a customer places a few trades and watches them settle.
 demo: install
-	$(BIN)/python -m brokerage.demo
+	$(BIN)/python -m devtools.demo
 
 clean:
-	-$(BIN)/python -m brokerage.embedded_postgres stop
+	-$(BIN)/python -m devtools.embedded_postgres stop
 	rm -rf $(VENV) .pgdata .pgdata-chaos staticfiles .pytest_cache .ruff_cache

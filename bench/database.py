@@ -1,17 +1,16 @@
-"""The bench database: where it lives, recreating and migrating it, auditing it."""
+"""The bench database: where it lives, whether a load finished in it, auditing it
+(devtools.database recreates and migrates it)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
-from brokerage import embedded_postgres
-from brokerage.stack import REPO_ROOT
+from devtools import embedded_postgres
+from devtools.database import manage
 
 # Bump the version when the loaded data's rules change (e.g. how a fill's cash is rounded),
 # so that --reuse loads again instead of auditing old rows by new rules.
@@ -46,38 +45,6 @@ def mark_loaded(maintenance_url: str, name: str, *, customers: int, trades: int)
     mark = LOADED_MARK.format(customers=customers, trades=trades)
     with psycopg.connect(maintenance_url, autocommit=True) as conn:
         conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), mark))
-
-
-def recreate(maintenance_url: str, name: str) -> None:
-    """Drop (disconnecting anyone left from an earlier run) and create the database."""
-    with psycopg.connect(maintenance_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def manage(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `manage.py` against the bench database."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DEBUG": "true",
-        "DJANGO_SETTINGS_MODULE": "settings.base",
-    }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        check=check,
-        capture_output=True,
-        text=True,
-    )
-
-
-def migrate(url: str) -> None:
-    """`manage.py migrate` on the bench database."""
-    manage(url, "migrate", "--noinput")
 
 
 def audit(url: str, *, quiescent: bool) -> tuple[bool, str]:

@@ -1,19 +1,18 @@
 """The soak's own database: a separate embedded cluster (or a fresh database on the server
-of DATABASE_URL), migrated, plus the instrumentation the checks need."""
+of DATABASE_URL), plus the instrumentation the checks need."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from brokerage import embedded_postgres
-from brokerage.stack import REPO_ROOT
+from devtools import embedded_postgres
+from devtools.database import recreate_database
+from devtools.paths import REPO_ROOT
 
 CHAOS_PGDATA = REPO_ROOT / ".pgdata-chaos"
 CHAOS_DATABASE = "brokerage_chaos"
@@ -108,28 +107,8 @@ def prepare_cluster() -> Cluster:
         os.environ["EMBEDDED_PGDATA"] = str(CHAOS_PGDATA)
         embedded_postgres.ensure_running(CHAOS_PGDATA)
         admin_url, pgdata = embedded_postgres.database_url(CHAOS_PGDATA, "postgres"), CHAOS_PGDATA
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{CHAOS_DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{CHAOS_DATABASE}"')
+    recreate_database(admin_url, CHAOS_DATABASE)
     return Cluster(url=with_database(external or admin_url, CHAOS_DATABASE), pgdata=pgdata)
-
-
-def migrate(url: str, log_file: Path) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DEBUG": "true",
-        "DJANGO_SETTINGS_MODULE": "settings.base",
-    }
-    with open(log_file, "wb") as log:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=True,
-        )
 
 
 def install_instrumentation(url: str) -> bool:
@@ -138,44 +117,3 @@ def install_instrumentation(url: str) -> bool:
         conn.execute(INSTRUMENTATION_SQL)
         row = conn.execute("SELECT current_setting('track_commit_timestamp')").fetchone()
     return row is not None and row[0] == "on"
-
-
-class Probe:
-    """A monitoring session of our own (never Django's), reconnecting after faults.
-
-    Not thread-safe: each thread that watches the database makes its own."""
-
-    def __init__(self, url: str, name: str) -> None:
-        self.url = url
-        self.name = name
-        self._conn: psycopg.Connection | None = None
-
-    def rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
-        for attempt in range(2):
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(
-                        self.url, autocommit=True, application_name=self.name, connect_timeout=3
-                    )
-                # No parameters, no placeholder parsing: a literal % stays a %.
-                return self._conn.execute(sql, params or None).fetchall()
-            except psycopg.OperationalError:
-                self.close()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def rows_or_none(self, sql: str, params: tuple | list = ()) -> list[tuple] | None:
-        """The rows, or None while the database is unreachable (during a fault)."""
-        try:
-            return self.rows(sql, params)
-        except psycopg.Error:
-            return None
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-        self._conn = None

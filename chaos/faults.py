@@ -1,6 +1,6 @@
-"""The seeded fault schedule and the code that injects each fault, measures how the system
-reacts (failover times from the lease rows, reconnections from pg_stat_activity) and
-puts things back."""
+"""The seeded fault schedule and the code that injects each fault, waits for the system to
+react (through chaos.probes: failover times, reconnections), notes what it saw and puts
+things back."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import requests
 
-from brokerage import embedded_postgres
-from brokerage.stack import wait_for
-from chaos.database import Cluster, Probe
+from chaos.database import Cluster
+from chaos.probes import Failover, StackProbe, timed
 from chaos.stack import ChaosStack
-from outbox.leadership import REAPER_LOCK_NAMESPACE, SHARD_LOCK_NAMESPACE
+from devtools import embedded_postgres
 
 PROCESS_FAULTS = (
     "kill_leader",
@@ -92,26 +91,6 @@ def plan_faults(
     return process, exchange
 
 
-def timed(
-    condition: Callable[[], object], *, timeout: float, what: str, every: float = 0.02
-) -> float | None:
-    """Seconds until `condition` held, or None if it did not within `timeout`."""
-    started = time.monotonic()
-    try:
-        wait_for(condition, timeout=timeout, what=what, every=every)
-    except AssertionError:
-        return None
-    return time.monotonic() - started
-
-
-@dataclass
-class Failover:
-    kind: str
-    deposed: str
-    seconds: float | None
-    new_holders: dict[str, int] = field(default_factory=dict)
-
-
 class FaultRunner:
     """Injects the planned faults (process faults one after another on one thread,
     exchange fault windows on another) and keeps what it saw."""
@@ -121,20 +100,18 @@ class FaultRunner:
         *,
         stack: ChaosStack,
         cluster: Cluster,
-        halves: Mapping[int, tuple[str, ...]],
-        reapers: tuple[str, ...],
-        shard_count: int,
+        probes: StackProbe,
         lease_timeout: float,
         say: Callable[[str], None],
     ) -> None:
+        """`probes` watches the stack; its session also ends the sessions a fault cuts."""
         self.stack = stack
         self.lease_timeout = lease_timeout
         self.cluster = cluster
-        self.halves = halves
-        self.reapers = reapers
-        self.shard_count = shard_count
+        self.probes = probes
+        self.halves = probes.halves
+        self.shard_count = probes.shard_count
         self.say = say
-        self.probe = Probe(cluster.url, "chaos-faults")
         self.counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.failovers: list[Failover] = []
@@ -142,107 +119,6 @@ class FaultRunner:
         self.notes: list[str] = []
         self.stop = threading.Event()
         self._lock = threading.Lock()
-
-    # -- what the database says ----------------------------------------------------------
-
-    def leases(self) -> dict[int, tuple[int, str]] | None:
-        rows = self.probe.rows_or_none("SELECT shard, epoch, holder FROM outbox_shardlease")
-        return None if rows is None else {shard: (epoch, holder) for shard, epoch, holder in rows}
-
-    def lock_holders(self) -> dict[int, str] | None:
-        """Who holds each shard's advisory lock now (the truth the lease rows follow)."""
-        rows = self.probe.rows_or_none(
-            "SELECT l.objid::int, a.application_name FROM pg_locks l "
-            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-            "AND l.classid = %s AND l.objsubid = 2 AND l.granted",
-            (SHARD_LOCK_NAMESPACE,),
-        )
-        if rows is None:
-            return None
-        return {shard: name.removeprefix("leader ") for shard, name in rows}
-
-    def held_by(self, half: int) -> dict[str, dict[int, int]]:
-        """For each worker of `half`: the shards whose lock it holds, with their lease epochs."""
-        leases = self.leases() or {}
-        held: dict[str, dict[int, int]] = {name: {} for name in self.halves[half]}
-        for shard, holder in (self.lock_holders() or {}).items():
-            if holder in held:
-                held[holder][shard] = leases.get(shard, (0, ""))[0]
-        return held
-
-    def leases_follow_locks(self) -> bool:
-        """Every shard's lock is held and its lease row names the lock's holder."""
-        locks, leases = self.lock_holders(), self.leases()
-        if locks is None or leases is None or len(locks) != self.shard_count:
-            return False
-        return all(leases.get(shard, (0, ""))[1] == holder for shard, holder in locks.items())
-
-    def sessions(self, application_name: str) -> list[int]:
-        rows = self.probe.rows_or_none(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
-        )
-        return [pid for (pid,) in rows or []]
-
-    def terminate(self, application_name: str) -> int:
-        rows = self.probe.rows(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-            (application_name,),
-        )
-        return sum(1 for (ok,) in rows if ok)
-
-    def shard_locks_granted(self) -> int | None:
-        rows = self.probe.rows_or_none(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
-            "AND objsubid = 2 AND granted",
-            (SHARD_LOCK_NAMESPACE,),
-        )
-        return None if rows is None else rows[0][0]
-
-    def active_reaper(self) -> str | None:
-        """The reaper process holding the reaper lock (its session is 'leader reaper
-        HOST:PID:SUFFIX')."""
-        rows = self.probe.rows_or_none(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-            "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = 0 "
-            "AND l.objsubid = 2 AND l.granted",
-            (REAPER_LOCK_NAMESPACE,),
-        )
-        if not rows:
-            return None
-        pid = int(rows[0][0].split(":")[1])
-        return next((name for name in self.reapers if self.stack.pid(name) == pid), None)
-
-    def in_transaction(self, name: str) -> bool:
-        rows = self.probe.rows_or_none(
-            "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL",
-            (name,),
-        )
-        return bool(rows)
-
-    def blocked_sessions(self) -> list[str]:
-        rows = self.probe.rows_or_none(
-            "SELECT application_name, state, wait_event_type, wait_event, "
-            "left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' OR state = 'idle in transaction'"
-        )
-        return [" | ".join(str(c) for c in row) for row in rows or []]
-
-    def outbox_backlog(self, shards: list[int]) -> tuple[int, float]:
-        rows = self.probe.rows_or_none(
-            "SELECT count(*), COALESCE(max(extract(epoch FROM now() - created_at)), 0) "
-            "FROM outbox_outboxmessage WHERE shard = ANY(%s)",
-            (shards,),
-        )
-        if not rows:
-            return 0, 0.0
-        count, age = rows[0]
-        return count, float(age)
-
-    def web_answers(self) -> bool:
-        try:
-            return requests.get(f"{self.stack.web_url}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -268,48 +144,12 @@ class FaultRunner:
 
     def _leader_to_hit(self, fault: Fault) -> tuple[str, dict[int, int]] | None:
         """The leader `fault` is aimed at, counting the fault; None (skipped) if there is none."""
-        found = self.leader(fault.half)
+        found = self.probes.leader(fault.half)
         if found is None:
             self.skipped[fault.kind] += 1
         else:
             self._count(fault)
         return found
-
-    def leader(self, half: int) -> tuple[str, dict[int, int]] | None:
-        """The worker of `half` leading most of its shards, with those shards' epochs."""
-        held = self.held_by(half)
-        name = max(held, key=lambda n: len(held[n]))
-        return (name, held[name]) if held[name] else None
-
-    def await_takeover(
-        self,
-        kind: str,
-        deposed: str,
-        half: int,
-        before: dict[int, int],
-        *,
-        timeout: float,
-        same_allowed: bool = False,
-    ) -> Failover:
-        """Wait until every shard `deposed` led is led again, under a newer epoch, by a worker
-        of the half (another worker unless `same_allowed`)."""
-        workers = set(self.halves[half])
-
-        def led_again() -> bool:
-            now = self.leases()
-            if now is None:
-                return False
-            return all(
-                now[s][0] > epoch
-                and now[s][1] in workers
-                and (same_allowed or now[s][1] != deposed)
-                for s, epoch in before.items()
-            )
-
-        seconds = timed(led_again, timeout=timeout, what=f"{kind}: takeover from {deposed}")
-        after = self.leases() or {}
-        holders = Counter(after[s][1] for s in before if s in after)
-        return Failover(kind, deposed, seconds, dict(holders))
 
     def _record_failover(self, failover: Failover, target: float = FAILOVER_TARGET_S) -> None:
         with self._lock:
@@ -318,7 +158,7 @@ class FaultRunner:
             self.finding(
                 f"{failover.kind}: the shards of {failover.deposed} were not all led again "
                 f"within {TAKEOVER_TIMEOUT_S:.0f}s (holders now {failover.new_holders}); "
-                f"waiting sessions: {self.blocked_sessions()}"
+                f"waiting sessions: {self.probes.blocked_sessions()}"
             )
         elif failover.seconds > target:
             self.finding(
@@ -350,7 +190,7 @@ class FaultRunner:
             return
         name, before = found
         self.stack.sigkill(name)
-        failover = self.await_takeover(
+        failover = self.probes.await_takeover(
             fault.kind, name, fault.half, before, timeout=TAKEOVER_TIMEOUT_S
         )
         self._record_failover(failover)
@@ -362,7 +202,7 @@ class FaultRunner:
         self.stack.restart(name)
 
     def kill_standby(self, fault: Fault) -> None:
-        held = self.held_by(fault.half)
+        held = self.probes.held_by(fault.half)
         name = min(held, key=lambda n: len(held[n]))
         self._count(fault)
         self.stack.sigkill(name)
@@ -386,30 +226,37 @@ class FaultRunner:
             return
         name, before = found
         mark = self.log_mark(name)
-        sessions_before = set(self.sessions(f"leader {name}"))
+        sessions_before = set(self.probes.sessions(f"leader {name}"))
         waiting: list[str] = []
         if fault.value:
             # A leader frozen mid-transaction still holds its row locks (the lease row FOR
             # SHARE, the customer's account): the interesting moment to stop it.
-            timed(lambda: self.in_transaction(name), timeout=3, what="a transaction", every=0.002)
+            timed(
+                lambda: self.probes.in_transaction(name),
+                timeout=3,
+                what="a transaction",
+                every=0.002,
+            )
         self.stack.sigstop(name)
-        frozen_in = "inside a transaction" if self.in_transaction(name) else "between transactions"
+        frozen_in = (
+            "inside a transaction" if self.probes.in_transaction(name) else "between transactions"
+        )
         terminated = self.terminate(f"leader {name}") if depose else 0
-        failover = self.await_takeover(fault.kind, name, fault.half, before, timeout=1.0)
+        failover = self.probes.await_takeover(fault.kind, name, fault.half, before, timeout=1.0)
         if failover.seconds is None:
             # Evidence of what the takeover waits for, then the rest of the stop.
-            waiting = self.blocked_sessions()
-            rest = self.await_takeover(
+            waiting = self.probes.blocked_sessions()
+            rest = self.probes.await_takeover(
                 fault.kind, name, fault.half, before, timeout=fault.hold - 1.0
             )
             failover.new_holders = rest.new_holders
             failover.seconds = None if rest.seconds is None else 1.0 + rest.seconds
-        backlog, oldest = self.outbox_backlog(list(before))
-        locks = self.shard_locks_granted()
+        backlog, oldest = self.probes.outbox_backlog(list(before))
+        locks = self.probes.shard_locks_granted()
         self.stack.sigcont(name)
         resumed = time.monotonic()
         if failover.seconds is None:
-            late = self.await_takeover(
+            late = self.probes.await_takeover(
                 fault.kind, name, fault.half, before, timeout=TAKEOVER_TIMEOUT_S
             )
             failover.new_holders = late.new_holders
@@ -430,19 +277,15 @@ class FaultRunner:
             self.note(f"  while {name} was stopped, after 1s: waiting sessions {waiting}")
 
         def drained() -> bool:
-            rows = self.probe.rows_or_none(
-                "SELECT count(*) FROM outbox_outboxmessage WHERE shard = ANY(%s) "
-                "AND created_at < now() - make_interval(secs => %s)",
-                (list(before), time.monotonic() - resumed),
-            )
-            return rows is not None and rows[0][0] == 0
+            left = self.probes.outbox_older_than(list(before), time.monotonic() - resumed)
+            return left == 0
 
         caught_up = timed(drained, timeout=30, what="the stopped leader's backlog")
         if failover.seconds is not None:
             # Once resumed, the deposed leader must find out that its lock session is gone
             # and open a new one.
             timed(
-                lambda: set(self.sessions(f"leader {name}")) - sessions_before,
+                lambda: set(self.probes.sessions(f"leader {name}")) - sessions_before,
                 timeout=10,
                 what=f"{name} to notice it was deposed",
             )
@@ -457,13 +300,21 @@ class FaultRunner:
             f"{log.count('event=lock_session_lost')} lock_session_lost"
         )
 
+    def terminate(self, application_name: str) -> int:
+        """End the sessions of that name (pg_terminate_backend); how many ended."""
+        rows = self.probes.session.rows(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        )
+        return sum(1 for (ok,) in rows if ok)
+
     def terminate_lock_session(self, fault: Fault) -> None:
         found = self._leader_to_hit(fault)
         if found is None:
             return
         name, before = found
         terminated = self.terminate(f"leader {name}")
-        failover = self.await_takeover(
+        failover = self.probes.await_takeover(
             fault.kind, name, fault.half, before, timeout=TAKEOVER_TIMEOUT_S, same_allowed=True
         )
         self._record_failover(failover)
@@ -474,13 +325,13 @@ class FaultRunner:
         )
 
     def terminate_listener(self, fault: Fault) -> None:
-        found = self.leader(fault.half)
+        found = self.probes.leader(fault.half)
         name = found[0] if found else self.halves[fault.half][0]
-        old = set(self.sessions(f"listener {name}"))
+        old = set(self.probes.sessions(f"listener {name}"))
         self._count(fault)
         terminated = self.terminate(f"listener {name}")
         back = timed(
-            lambda: set(self.sessions(f"listener {name}")) - old,
+            lambda: set(self.probes.sessions(f"listener {name}")) - old,
             timeout=15,
             what=f"{name} to LISTEN again",
         )
@@ -497,7 +348,7 @@ class FaultRunner:
         self.note(f"kill_web: answering again after {time.monotonic() - killed:.2f}s")
 
     def kill_reaper(self, fault: Fault) -> None:
-        active = self.active_reaper()
+        active = self.probes.active_reaper()
         if active is None:
             self.skipped[fault.kind] += 1
             self.note("kill_reaper: no reaper holds the reaper lock; skipped")
@@ -505,20 +356,20 @@ class FaultRunner:
         self._count(fault)
         self.stack.sigkill(active)
         took = timed(
-            lambda: self.active_reaper() not in (None, active),
+            lambda: self.probes.active_reaper() not in (None, active),
             timeout=TAKEOVER_TIMEOUT_S,
             what="the standby reaper",
         )
         if took is None:
             self.finding(f"kill_reaper: no other reaper took over within {TAKEOVER_TIMEOUT_S}s")
-        self.note(f"kill_reaper {active}: {self.active_reaper()} active after {_s(took)}")
+        self.note(f"kill_reaper {active}: {self.probes.active_reaper()} active after {_s(took)}")
         self.stop.wait(fault.hold)  # scheduled downtime
         self.stack.restart(active)
 
     def stop_reaper(self, fault: Fault) -> None:
         """SIGSTOP the active reaper: its lock session stays open, so only the standby
         ending it (after REAPER_LEASE_TIMEOUT without a lock check) hands repairs over."""
-        active = self.active_reaper()
+        active = self.probes.active_reaper()
         if active is None:
             self.skipped[fault.kind] += 1
             self.note("stop_reaper: no reaper holds the reaper lock; skipped")
@@ -526,7 +377,7 @@ class FaultRunner:
         self._count(fault)
         self.stack.sigstop(active)
         took = timed(
-            lambda: self.active_reaper() not in (None, active),
+            lambda: self.probes.active_reaper() not in (None, active),
             timeout=fault.hold,
             what="the standby reaper",
         )
@@ -537,7 +388,7 @@ class FaultRunner:
                 "was stopped"
             )
         self.note(
-            f"stop_reaper {active} for {fault.hold:.1f}s: {self.active_reaper()} active "
+            f"stop_reaper {active} for {fault.hold:.1f}s: {self.probes.active_reaper()} active "
             f"after {_s(took)}"
         )
 
@@ -549,7 +400,7 @@ class FaultRunner:
         self._count(fault)
         started = time.monotonic()
         took = embedded_postgres.restart(self.cluster.pgdata, mode="immediate")
-        self.probe.close()
+        self.probes.session.close()
         parts = self._recovery_parts()
         recovered = timed(
             lambda: all(check() for check in parts.values()),
@@ -558,10 +409,10 @@ class FaultRunner:
         )
         if recovered is None:
             missing = [name for name, check in parts.items() if not check()]
-            sessions = self.probe.rows_or_none("SELECT application_name FROM pg_stat_activity")
+            sessions = self.probes.application_names()
             self.finding(
                 f"postgres_restart: not recovered 40s after the restart: {missing} "
-                f"(sessions: {sorted(r[0] for r in sessions or [])})"
+                f"(sessions: {sorted(sessions or [])})"
             )
         self.note(
             f"postgres_restart (immediate): down and up in {took:.2f}s; shard locks, "
@@ -571,19 +422,22 @@ class FaultRunner:
 
     def _recovery_parts(self) -> dict[str, Callable[[], bool]]:
         def listeners() -> bool:
-            rows = self.probe.rows_or_none(
-                "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE %s",
-                ("listener %",),
-            )
+            listening = self.probes.listening()
             live = {n for n in self.stack.worker_names if n not in self.stack.expected_down}
-            return rows is not None and live <= {r[0].split(" ", 1)[1] for r in rows}
+            return listening is not None and live <= listening
 
         return {
-            "every shard locked, its lease naming the lock holder": self.leases_follow_locks,
+            "every shard locked, its lease naming the lock holder": self.probes.leases_follow_locks,
             "every worker listening": listeners,
-            "a reaper holding the reaper lock": lambda: self.active_reaper() is not None,
+            "a reaper holding the reaper lock": lambda: self.probes.active_reaper() is not None,
             "web healthz": self.web_answers,
         }
+
+    def web_answers(self) -> bool:
+        try:
+            return requests.get(f"{self.stack.web_url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
 
     # -- exchange faults -----------------------------------------------------------------
 

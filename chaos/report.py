@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chaos.database import Probe
 from chaos.faults import FaultRunner
+from chaos.probes import Probe
 from chaos.traffic import Traffic
 
 TERMINAL = {"filled", "rejected", "cancelled"}

@@ -18,21 +18,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from brokerage import embedded_postgres
-from brokerage.stack import REPO_ROOT
 from chaos.database import (
     CHAOS_DATABASE,
     Cluster,
-    Probe,
     install_instrumentation,
-    migrate,
     prepare_cluster,
     with_application_name,
 )
-from chaos.faults import Fault, FaultRunner, Supervisor, plan_faults, timed
+from chaos.faults import Fault, FaultRunner, Supervisor, plan_faults
+from chaos.probes import Probe, StackProbe, timed
 from chaos.report import render, verify
 from chaos.stack import ChaosStack, environment_for_children
 from chaos.traffic import Traffic, create_customers, plan_customers, start_clients
+from devtools import embedded_postgres
+from devtools.database import migrate
+from devtools.paths import REPO_ROOT
 
 LOG_ROOT = REPO_ROOT / "chaos" / "logs"
 HALVES = {1: ("w1a", "w1b"), 2: ("w2a", "w2b")}
@@ -115,7 +115,7 @@ def main(argv: list[str]) -> int:
     say(f"database {CHAOS_DATABASE} on the {where}")
     if not cluster.embedded:
         say("the Postgres restart fault will be skipped: DATABASE_URL names a server we do not own")
-    migrate(cluster.url, log_dir / "migrate.log")
+    migrate(cluster.url, log_file=log_dir / "migrate.log")
     commit_timestamps = install_instrumentation(cluster.url)
     say("migrated")
     postgres_log = _PostgresLog(cluster, log_dir)
@@ -134,19 +134,24 @@ def main(argv: list[str]) -> int:
     stack = ChaosStack(
         log_dir, database_url=cluster.url, shard_count=args.shard_count, env=child_env
     )
-    runner = FaultRunner(
-        stack=stack,
-        cluster=cluster,
+    probes = StackProbe(
+        Probe(cluster.url, "chaos-faults"),
         halves=HALVES,
         reapers=REAPERS,
         shard_count=args.shard_count,
+        pid_of=stack.pid,
+    )
+    runner = FaultRunner(
+        stack=stack,
+        cluster=cluster,
+        probes=probes,
         lease_timeout=float(child_env["WORKER_LEASE_TIMEOUT"]),
         say=say,
     )
     supervisor = Supervisor(stack, runner)
     traffic = Traffic(web_url=stack.web_url)
     try:
-        _start(stack, runner, exchange_seed, say)
+        _start(stack, probes, exchange_seed, say)
         customers = create_customers(customer_plans)
         say(f"{len(customers)} customers opened; traffic at {rate:g} orders/s for {duration:g}s")
         supervisor.start()
@@ -205,7 +210,7 @@ class _PostgresLog:
             self.target.write_bytes(source.read())
 
 
-def _start(stack: ChaosStack, runner: FaultRunner, exchange_seed: int, say: Callable) -> None:
+def _start(stack: ChaosStack, probes: StackProbe, exchange_seed: int, say: Callable) -> None:
     """Exchange, web, a leader then a standby per half of the shards, two reapers."""
     from outbox.management.commands.run_shard_worker import parse_shards
 
@@ -217,8 +222,8 @@ def _start(stack: ChaosStack, runner: FaultRunner, exchange_seed: int, say: Call
         stack.start_worker(leader, f"{half}/2")
 
     def leads_its_half(half: int, leader: str) -> bool:
-        return len(runner.held_by(half)[leader]) == len(
-            parse_shards(f"{half}/2", runner.shard_count)
+        return len(probes.held_by(half)[leader]) == len(
+            parse_shards(f"{half}/2", probes.shard_count)
         )
 
     for half, (leader, _) in HALVES.items():
@@ -234,14 +239,14 @@ def _start(stack: ChaosStack, runner: FaultRunner, exchange_seed: int, say: Call
         stack.start_worker(standby, f"{half}/2")
     stack.start_reaper(0.5, REAPERS[0])
     _must(
-        timed(lambda: runner.active_reaper() == REAPERS[0], timeout=30, what="the first reaper"),
+        timed(lambda: probes.active_reaper() == REAPERS[0], timeout=30, what="the first reaper"),
         "the first reaper did not take the reaper lock",
     )
     stack.start_reaper(0.5, REAPERS[1])
     standbys = [standby for _, standby in HALVES.values()]
     _must(
         timed(
-            lambda: all(runner.sessions(f"listener {name}") for name in standbys),
+            lambda: all(probes.sessions(f"listener {name}") for name in standbys),
             timeout=30,
             what="the standbys to listen",
         ),

@@ -1,4 +1,4 @@
-"""brokerage.stack.Stack, remembering how each process was started so that a killed one can
+"""devtools.stack.Stack, remembering how each process was started so that a killed one can
 be started again under the same name, and naming every process's Django connection."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from brokerage.stack import Stack
 from chaos.database import with_application_name
+from devtools.stack import Stack
 
 
 class ChaosStack(Stack):

@@ -79,7 +79,7 @@ def _database_url() -> str:
     if not DEBUG:
         # Each host would otherwise start an empty database of its own, silently.
         raise ImproperlyConfigured("Set DATABASE_URL (the embedded Postgres is for DEBUG only).")
-    from brokerage import embedded_postgres
+    from devtools import embedded_postgres
 
     return embedded_postgres.ensure_running()
 

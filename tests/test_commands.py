@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from brokerage.stack import free_port
+from devtools.stack import free_port
 from execution.management.commands.run_reaper import ANOTHER_REAPER_ACTIVE, PASS_ENDED_EARLY
 from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership
 from tests.factories import place_and_send

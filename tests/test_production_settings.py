@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from brokerage.stack import REPO_ROOT
+from devtools.paths import REPO_ROOT
 
 SHOW = (
     "from django.conf import settings; "

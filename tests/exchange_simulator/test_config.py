@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,6 @@ from exchange_simulator.faults import FaultConfig, MarketHours, OutageWindow
 from exchange_simulator.market import Market, SharedRandom, start_price
 
 SECRET = "whsec_" + base64.b64encode(b"config-test-secret-0123456789abc").decode()
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_flags_are_parsed() -> None:

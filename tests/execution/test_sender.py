@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from balances.models import Account
-from brokerage.stack import wait_for
+from devtools.stack import wait_for
 from execution.exchange_client import ExchangeError, ExchangeUnavailable, OrderState
 from execution.in_flight import trade_put_in_flight
 from execution.quotes import QuoteBook

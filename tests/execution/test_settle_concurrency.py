@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from django.db import connections
 
-from brokerage.stack import database_url, wait_for
+from devtools.stack import database_url, wait_for
 from execution.settlement import trade_settle
 from outbox.models import OutboxMessage
 from tests.factories import place_and_send, report_for

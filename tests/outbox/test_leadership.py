@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from brokerage.stack import wait_for
+from devtools.stack import wait_for
 from execution.in_flight import trade_put_in_flight
 from outbox.fencing import StaleLeader
 from outbox.leadership import REAPER_LOCK_NAMESPACE, ShardLeadership, SingleActiveLock

@@ -12,7 +12,7 @@ import threading
 import pytest
 import requests
 
-from brokerage.stack import REPO_ROOT
+from devtools.paths import REPO_ROOT
 from exchange_simulator.market import start_price
 
 SECRET = "whsec_" + base64.b64encode(b"config-test-secret-0123456789abc").decode()

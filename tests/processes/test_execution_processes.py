@@ -13,7 +13,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from brokerage.stack import Stack, database_url, wait_for
+from devtools.stack import Stack, database_url, wait_for
 from execution.audit import audit
 from execution.in_flight import INSUFFICIENT_FUNDS, INSUFFICIENT_SHARES
 from outbox.models import ShardLease

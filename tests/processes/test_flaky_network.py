@@ -5,7 +5,7 @@ import pytest
 import requests
 from django.conf import settings
 
-from brokerage.stack import Stack, database_url
+from devtools.stack import Stack, database_url
 from outbox.models import OutboxMessage
 from tests.factories import create_customer
 from tests.processes.faultproxy import FaultProxy

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from brokerage.stack import database_url, wait_for
+from devtools.stack import database_url, wait_for
 
 sent_has_terms = importlib.import_module("trades.migrations.0005_trade_sent_has_terms")
 

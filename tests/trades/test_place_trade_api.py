@@ -230,7 +230,7 @@ def test_a_connection_lost_mid_request_is_a_503_to_retry(api, monkeypatch):
     from django.db import connection
 
     import trades.apis
-    from brokerage.stack import database_url
+    from devtools.stack import database_url
 
     real_trade_place = trades.apis.trade_place
 

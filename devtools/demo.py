@@ -8,13 +8,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
 
-from brokerage import embedded_postgres
+from devtools import embedded_postgres
+from devtools.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ORDERS = [
     {"ticker": "AAPL", "side": "buy", "quantity": 10},
     {"ticker": "MSFT", "side": "buy", "quantity": 5},

@@ -4,9 +4,9 @@ Uses the PostgreSQL binaries shipped by the `pgserver` wheel, in a git-ignored d
 directory inside the checkout. Postgres refuses to run as root, so as root the server
 runs as pgserver's unprivileged system user. It listens on a Unix socket only.
 
-    python -m brokerage.embedded_postgres start   # prints the DATABASE_URL
-    python -m brokerage.embedded_postgres stop
-    python -m brokerage.embedded_postgres url
+    python -m devtools.embedded_postgres start   # prints the DATABASE_URL
+    python -m devtools.embedded_postgres stop
+    python -m devtools.embedded_postgres url
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from devtools.paths import REPO_ROOT
+
 DEFAULT_DATA_DIR = REPO_ROOT / ".pgdata"
 DATABASE_NAME = "brokerage"
 SUPERUSER = "postgres"

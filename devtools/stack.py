@@ -4,7 +4,6 @@ chaos soak use it; `make run` uses honcho and the Procfile instead."""
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import socket
@@ -18,7 +17,9 @@ from urllib.parse import quote
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from devtools.paths import REPO_ROOT
+from devtools.webhooks import new_webhook_secret
+
 T = TypeVar("T")
 
 
@@ -69,7 +70,7 @@ class Stack:
         self.exchange_port = free_port()
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.exchange_url = f"http://127.0.0.1:{self.exchange_port}"
-        self.secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        self.secret = new_webhook_secret()
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "settings.base",

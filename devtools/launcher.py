@@ -6,16 +6,15 @@ process in the Procfile and stops them all on Ctrl-C."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from brokerage import embedded_postgres
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from devtools import embedded_postgres
+from devtools.paths import REPO_ROOT
+from devtools.webhooks import new_webhook_secret
 
 
 def main() -> int:
@@ -32,7 +31,7 @@ def main() -> int:
     env.setdefault("EXCHANGE_PORT", "9000")
     env.setdefault("EXCHANGE_URL", f"http://127.0.0.1:{env['EXCHANGE_PORT']}")
     # A fresh callback secret per run, shared by the simulator (signs) and us (verifies).
-    env.setdefault("EXCHANGE_WEBHOOK_SECRET", "whsec_" + base64.b64encode(os.urandom(24)).decode())
+    env.setdefault("EXCHANGE_WEBHOOK_SECRET", new_webhook_secret())
     python = sys.executable
     manage = [python, str(REPO_ROOT / "manage.py")]
 
