@@ -311,8 +311,10 @@ def _drain(
     traffic.give_up.set()
     for client in clients:
         client.join(timeout=5)
+    from trades.sql import OPEN_STATUSES  # once Django is set up
+
     probe = Probe(runner.cluster.url, "chaos-drain")
-    open_sql = "SELECT count(*) FROM trades_trade WHERE status IN ('placed', 'in_progress')"
+    open_sql = f"SELECT count(*) FROM trades_trade WHERE status IN {OPEN_STATUSES}"
     before = (probe.rows_or_none(open_sql) or [(None,)])[0][0]
     limit = 45.0 if short else 120.0
     quiet = timed(
@@ -323,7 +325,7 @@ def _drain(
     if quiet is None:
         left = probe.rows_or_none(
             "SELECT id, customer_id, status, submitted_at FROM trades_trade "
-            "WHERE status IN ('placed', 'in_progress') ORDER BY id LIMIT 5"
+            f"WHERE status IN {OPEN_STATUSES} ORDER BY id LIMIT 5"
         )
         findings.append(f"trades still open {limit:.0f}s after the traffic stopped: {left}")
     say(

@@ -31,7 +31,7 @@ def stack(transactional_db, tmp_path):
 
 
 def open_trades() -> int:
-    return Trade.objects.filter(status__in=["placed", "in_progress"]).count()
+    return Trade.objects.filter(status__in=Trade.OPEN).count()
 
 
 def wait_until_all_terminal(timeout: float = 60) -> None:
