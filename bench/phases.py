@@ -103,7 +103,7 @@ class Db:
 
 
 def half(k: int, n: int) -> list[int]:
-    """The shards `--shards K/N` covers (outbox.management.commands.run_shard_worker)."""
+    """The shards `--shards K/N` covers (outbox.sharding.parse_shards)."""
     return [s for s in range(SHARD_COUNT) if s * n // SHARD_COUNT == k - 1]
 
 

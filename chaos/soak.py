@@ -212,7 +212,7 @@ class _PostgresLog:
 
 def _start(stack: ChaosStack, probes: StackProbe, exchange_seed: int, say: Callable) -> None:
     """Exchange, web, a leader then a standby per half of the shards, two reapers."""
-    from outbox.management.commands.run_shard_worker import parse_shards
+    from outbox.sharding import parse_shards
 
     stack.start_exchange(
         "--seed", str(exchange_seed), "--fill-delay-ms", "5,40", "--reject-rate", "0.03"
