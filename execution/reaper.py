@@ -137,7 +137,8 @@ def _reap_in_flight(trade: Trade, client: ExchangeClient, report: ReapReport) ->
                 "event=reaper_resubmitted trade=%s customer=%s", trade.id, trade.customer_id
             )
             return
-    if trade_settle(report=state) is SettleOutcome.SETTLED:
+    outcome = trade_settle(report=state)
+    if outcome is SettleOutcome.SETTLED:
         report.settled += 1
         logger.info(
             "event=reaper_settled trade=%s customer=%s status=%s",
@@ -145,7 +146,7 @@ def _reap_in_flight(trade: Trade, client: ExchangeClient, report: ReapReport) ->
             trade.customer_id,
             state.status,
         )
-    else:
+    elif outcome is SettleOutcome.STILL_OPEN:
         report.open.append(trade.id)
 
 

@@ -58,7 +58,11 @@ class TradeSender:
         """Try to have the book quote the batch's tickers in one request before its
         transactions; the shard rests if the exchange is unreachable. Any other failure is
         left to each trade's own quote request, so that one bad ticker holds up only its
-        own trades."""
+        own trades. A batch of one asks nothing ahead: its trade's own quote request costs
+        the same one request, and a warm book (the usual case) none, with no query for the
+        batch's tickers."""
+        if len(customer_ids) < 2:
+            return
         missing = [
             ticker
             for ticker in sorted(next_trade_tickers(customer_ids=customer_ids))

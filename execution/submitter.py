@@ -20,7 +20,7 @@ from execution.exchange_client import (
     OrderState,
 )
 from execution.refusals import refusal_report
-from execution.settlement import trade_settle
+from execution.settlement import ReportMismatch, trade_settle
 
 logger = logging.getLogger("execution.submitter")
 
@@ -44,7 +44,8 @@ class Submitter:
 
     def book_refusals(self) -> None:
         """Settle the refused orders' reports. On a database error the report is kept for
-        the next call, and the error raised."""
+        the next call, and the error raised; a report that disagrees with the order is
+        logged and left to the reaper."""
         while True:
             try:
                 report = self._refusals.get_nowait()
@@ -55,6 +56,10 @@ class Submitter:
             except DatabaseError:
                 self._refusals.put(report)
                 raise
+            except ReportMismatch as exc:
+                logger.error(
+                    "event=refusal_mismatch trade=%s error=%r", report.client_order_id, exc
+                )
 
     def close(self) -> None:
         """Wait for the orders under way, then book their refusals."""

@@ -175,10 +175,7 @@ class ShardRelay:
         for shard in sorted(to_drain):
             if self._drain(shard):
                 self._due.add(shard)
-        try:
-            self.handler.turn_ended()
-        except DatabaseError as exc:
-            self._database_trouble(exc)
+        self._call_handler(self.handler.turn_ended)
 
     def customers_set_aside(self) -> list[int]:
         """The customers still set aside (forgetting those whose time is up)."""
@@ -195,10 +192,17 @@ class ShardRelay:
         self._due.update(gained)
         self._next_locks = self._clock() + self.lock_retry_interval
         if gained:
-            try:
-                self.handler.shards_gained(gained)
-            except DatabaseError as exc:
-                self._database_trouble(exc)
+            self._call_handler(self.handler.shards_gained, gained)
+
+    def _call_handler(self, hook: Callable[..., None], *args: object) -> None:
+        """A handler hook outside any customer's work: no error of it ends the relay (a
+        database error starts again on a new session; anything else is logged)."""
+        try:
+            hook(*args)
+        except DatabaseError as exc:
+            self._database_trouble(exc)
+        except Exception:
+            logger.exception("event=handler_failed worker=%s hook=%s", self.name, hook.__name__)
 
     def _still_leading(self, shard: int, epoch: int) -> bool:
         self._maintain_leadership_if_due()
@@ -210,10 +214,11 @@ class ShardRelay:
         self.leadership.release_all()
         try:
             self.handler.close()
-        except DatabaseError as exc:
-            logger.warning("event=database_error worker=%s error=%r", self.name, exc)
-        self.listener.close()
-        connection.close()
+        except Exception:
+            logger.exception("event=handler_failed worker=%s hook=close", self.name)
+        finally:
+            self.listener.close()
+            connection.close()
         logger.info("event=worker_stopped worker=%s", self.name)
 
     # -- waking up -------------------------------------------------------------------------

@@ -130,7 +130,8 @@ class Trade(models.Model):
 
     def transition_to(self, new: str, **fields: object) -> list[str]:
         """Move to `new` (refusing illegal moves) and set `fields`; returns the changed field
-        names for `save(update_fields=...)`. The caller holds the trade's row lock."""
+        names (trades.services.trade_transition persists them). The caller holds the
+        trade's row lock."""
         self.check_transition(self.status, new)
         self.status = new
         for name, value in fields.items():

@@ -170,3 +170,4 @@ def test_a_refusal_the_leader_booked_first_is_not_counted_again(make_customer):
     report = reap(exchange)
 
     assert report.settled == 0 and Trade.objects.get(id=trade.id).status == "rejected"
+    assert report.open == []  # final: not counted, nor skipped, as still open

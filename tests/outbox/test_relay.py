@@ -230,3 +230,18 @@ def test_a_failed_session_is_retried_not_blamed_on_the_customer(clock, cause, se
     relay.turn({3})
 
     assert (1001 in relay.customers_set_aside()) is set_aside
+
+
+@pytest.mark.django_db
+def test_a_hook_that_fails_outside_any_customer_never_ends_the_relay(clock):
+    class Failing(Handler):
+        def turn_ended(self):
+            raise RuntimeError("a bug")
+
+    relay = relay_for(Failing(), clock)
+    waiting(1001)
+
+    relay.turn({3})
+    relay.turn()
+
+    assert relay.handler.handled == [1001]
