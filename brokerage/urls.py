@@ -1,4 +1,3 @@
-from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -25,5 +24,4 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("exchange/callback/", ExchangeCallbackApi.as_view(), name="exchange-callback"),
     path("healthz", healthz, name="healthz"),
-    path("admin/", admin.site.urls),
 ]

@@ -40,3 +40,17 @@ def test_bad_requests_django_refuses_itself_are_json_too(client, settings):
     ):
         assert response.status_code == 400
         assert response.json()["error"] == "bad_request"
+
+
+@pytest.mark.django_db
+def test_the_customer_api_does_not_serve_the_admin(client):
+    """Staff log in (hashing a password, slow on purpose) on the admin's own process."""
+    assert client.get("/admin/login/").status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("brokerage.admin_urls")
+def test_the_admin_process_serves_the_admin_and_nothing_of_the_customer_api(client):
+    assert client.get("/admin/login/").status_code == 200
+    assert client.get("/api/v1/trades/").status_code == 404
+    assert client.get("/healthz").status_code == 200
