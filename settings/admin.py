@@ -1,6 +1,7 @@
-"""The support staff's admin (`gunicorn brokerage.wsgi --env DJANGO_SETTINGS_MODULE=settings.admin`):
-the same settings, serving only the admin and the health check, in a process of its own so
-that hashing staff passwords (slow on purpose) never competes with customers' placements."""
+"""The support staff's admin (`gunicorn brokerage.wsgi --env
+DJANGO_SETTINGS_MODULE=settings.admin`): the same settings, serving only the admin and the
+health check, in a process of its own so that hashing staff passwords (slow on purpose)
+never competes with customers' placements."""
 
 from settings.base import *  # noqa: F403
 
