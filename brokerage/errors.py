@@ -127,6 +127,14 @@ def json_forbidden(request: HttpRequest, exception: Exception | None = None) -> 
     return JsonResponse({"error": "forbidden", "detail": "Forbidden."}, status=403)
 
 
+def json_csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
+    """403 of Django's CSRF check (a form post without its token, a cross-site post)."""
+    return JsonResponse(
+        {"error": "csrf_failed", "detail": f"CSRF check failed: {reason or 'refused'}."},
+        status=403,
+    )
+
+
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     """404 for URLs nothing matches: JSON like every other error, not an HTML page."""
     return JsonResponse({"error": "not_found", "detail": "No such URL."}, status=404)

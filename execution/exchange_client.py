@@ -41,7 +41,6 @@ OrderStatus = Literal["open", "filled", "rejected"]
 Side = Literal["buy", "sell"]
 
 ORDER_STATUSES: tuple[str, ...] = ("open", "filled", "rejected")
-FINAL_STATUSES: tuple[str, ...] = ("filled", "rejected")
 SIDES: tuple[str, ...] = ("buy", "sell")
 PRICE_QUANTUM = Decimal("0.0001")
 MAX_TICKERS_PER_QUOTE = 500  # the exchange's limit for one GET /quotes
@@ -206,7 +205,10 @@ def _timestamp(value: Any, name: str) -> datetime:
         raise ValueError(f"field {name!r} is not an ISO 8601 datetime: {value!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"field {name!r} has no timezone: {value!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before the first UTC datetime
+        raise ValueError(f"field {name!r} is out of range: {value!r}") from None
 
 
 def _optional_timestamp(data: dict[str, Any], name: str) -> datetime | None:
@@ -283,11 +285,12 @@ def _parse_order_state(data: Any, allowed_statuses: tuple[str, ...]) -> OrderSta
 
 def parse_callback_payload(data: object) -> OrderState:
     """Validate the ``data`` object of an exchange callback (after signature verification).
+    An order still open is a valid report (settlement leaves it alone).
 
     Raises ValueError naming the offending field when the shape is wrong.
     """
     try:
-        return _parse_order_state(data, FINAL_STATUSES)
+        return _parse_order_state(data, ORDER_STATUSES)
     except ValueError as exc:
         raise ValueError(f"malformed exchange callback: {exc}") from None
 

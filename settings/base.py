@@ -54,6 +54,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "brokerage.urls"
+# Every error is JSON, the CSRF check's too.
+CSRF_FAILURE_VIEW = "brokerage.errors.json_csrf_failure"
 WSGI_APPLICATION = "brokerage.wsgi.application"
 
 TEMPLATES = [

@@ -120,12 +120,19 @@ class TradeListCreateApi(APIView):
         )
 
     def _replay_of_an_order_placed_under_other_rules(self, request: Request) -> Trade | None:
+        """The trade placed earlier under the request's client_order_id, if the request
+        repeats its terms: looked up only for a key that passes the field's own rules."""
         data = request.data
-        if not isinstance(data, dict) or not set(data) <= set(self.InputSerializer().fields):
+        fields = self.InputSerializer().fields
+        if not isinstance(data, dict) or not set(data) <= set(fields):
+            return None
+        try:
+            key = fields["client_order_id"].run_validation(data.get("client_order_id"))
+        except serializers.ValidationError:
             return None
         return trade_replayed_as_placed(
             customer_id=customer_id_of(request),
-            client_order_id=data.get("client_order_id"),
+            client_order_id=key,
             ticker=data.get("ticker"),
             side=data.get("side"),
             quantity=data.get("quantity"),
