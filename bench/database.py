@@ -14,7 +14,7 @@ from devtools.database import manage
 
 # Bump the version when the loaded data's rules change (e.g. how a fill's cash is rounded),
 # so that --reuse loads again instead of auditing old rows by new rules.
-LOADED_MARK = "brokerage bench v2: customers={customers} trades={trades}"
+LOADED_MARK = "brokerage bench v3: customers={customers} trades={trades}"
 
 
 def bench_urls(name: str) -> tuple[str, str]:

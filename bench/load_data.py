@@ -2,7 +2,7 @@
 
 What it builds, all consistent with the invariants `manage.py audit` checks:
 
-- customers 1..N: auth_user, a DRF token, an account in its shard, a cash `deposit`
+- customers 1..N: auth_user, an API key (bench_key), an account in its shard, a cash `deposit`
   ledger entry; every 5th customer also `shares_in` of a "home" ticker.
 - T past trades spread over the last 30 days, round-robin over the customers (trade i
   belongs to customer (i-1) % N + 1 with seq (i-1) // N + 1), all terminal: 30% filled
@@ -13,6 +13,7 @@ What it builds, all consistent with the invariants `manage.py audit` checks:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,11 +38,23 @@ SELECT c, '!', false, 'bench' || c, '', '', '', false, true, %(opened)s
 FROM generate_series(1, %(n)s) AS c
 """
 
-_TOKENS_SQL = """
-INSERT INTO authtoken_token (key, created, user_id)
-SELECT substr(md5(random()::text || c) || md5(random()::text || c), 1, 40), %(opened)s, c
+# Customer c's API key is bench_key(c): derived, so that the bench can use it again, and
+# stored hashed as api_keys keeps every key.
+_KEY_SQL = "substr(md5('bench-key-' || c) || md5('bench-key2-' || c), 1, 40)"
+_TOKENS_SQL = f"""
+INSERT INTO api_keys_apikey (customer_id, prefix, digest, created_at)
+SELECT c, left({_KEY_SQL}, 12), encode(sha256(convert_to({_KEY_SQL}, 'UTF8')), 'hex'),
+       %(opened)s
 FROM generate_series(1, %(n)s) AS c
 """
+
+
+def bench_key(customer_id: int) -> str:
+    """The API key the load gave customer `customer_id` (the same as _KEY_SQL)."""
+    first = hashlib.md5(f"bench-key-{customer_id}".encode()).hexdigest()
+    second = hashlib.md5(f"bench-key2-{customer_id}".encode()).hexdigest()
+    return (first + second)[:40]
+
 
 _TRADES_SQL = """
 INSERT INTO trades_trade (id, customer_id, seq, ticker, side, quantity, status, reason,

@@ -130,16 +130,16 @@ def load_customers(db: Db, count: int, first: int = 1) -> list[Customer]:
     sell some."""
     rows = db.all(
         """
-        SELECT t.key, p.ticker FROM authtoken_token t
+        SELECT k.customer_id, p.ticker FROM api_keys_apikey k
         LEFT JOIN LATERAL (
             SELECT ticker FROM balances_position
-            WHERE customer_id = t.user_id AND quantity - held >= 100 ORDER BY ticker LIMIT 1
+            WHERE customer_id = k.customer_id AND quantity - held >= 100 ORDER BY ticker LIMIT 1
         ) p ON true
-        WHERE t.user_id BETWEEN %s AND %s ORDER BY t.user_id
+        WHERE k.customer_id BETWEEN %s AND %s ORDER BY k.customer_id
         """,
         (first, first + count - 1),
     )
-    return [Customer(token=key, sell_ticker=ticker) for key, ticker in rows]
+    return [Customer(token=load_data.bench_key(c), sell_ticker=ticker) for c, ticker in rows]
 
 
 # -- setting up -------------------------------------------------------------------------------

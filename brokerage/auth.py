@@ -1,4 +1,6 @@
-"""Token authentication that slows down guessing.
+"""API key authentication (`Authorization: Token <key>`) that slows down guessing.
+
+Keys are stored hashed (api_keys).
 
 Only failed attempts touch the shared counter (a Postgres table, one atomic upsert per
 failure), so a valid token costs nothing extra; past AUTH_FAILURE_LIMIT failures from one
@@ -22,10 +24,9 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-_USER_BY_TOKEN_SQL = """
-SELECT u.id, u.is_active FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id
-WHERE t.key = %s
-"""
+from api_keys.models import PREFIX_LENGTH
+from api_keys.services import key_holder
+
 # A client's failures in its current window; a window older than AUTH_FAILURE_WINDOW starts
 # again at 1. One statement, so parallel failures are all counted.
 _COUNT_FAILURE_SQL = """
@@ -46,24 +47,23 @@ DELETE FROM brokerage_auth_failure WHERE client IN (
     WHERE window_started_at < now() - make_interval(secs => %(window)s) LIMIT 100
 )
 """
-# DRF's keys: 20 random bytes in hex. Anything else is refused before it reaches the query.
+# 20 random bytes in hex. Anything else is refused before it reaches the query.
 _TOKEN_KEY = re.compile(r"[0-9a-f]{40}")
 
 
 class ThrottledTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key: str) -> tuple[AbstractBaseUser, str]:
-        """DRF's check as one plain statement: compiling the ORM's select_related query
-        cost a millisecond of CPU on every request. The user's other fields load lazily."""
+        """The key's holder, found by the key's digest. The user's other fields load
+        lazily. `request.auth` is the key's prefix, never the key."""
         if not _TOKEN_KEY.fullmatch(key):
             raise exceptions.AuthenticationFailed("Invalid token.")
-        with connection.cursor() as cursor:
-            cursor.execute(_USER_BY_TOKEN_SQL, [key])
-            row = cursor.fetchone()
-        if row is None:
+        holder = key_holder(key)
+        if holder is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        if not row[1]:
+        if not holder[1]:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        return get_user_model().from_db(connection.alias, ["id", "is_active"], row), key
+        user = get_user_model().from_db(connection.alias, ["id", "is_active"], holder)
+        return user, key[:PREFIX_LENGTH]
 
     def authenticate(self, request: Request) -> tuple[AbstractBaseUser, str] | None:
         try:

@@ -83,16 +83,16 @@ def plan_customers(rng: random.Random, count: int) -> list[tuple[str, Decimal, d
 def create_customers(plans: list[tuple[str, Decimal, dict[str, int]]]) -> list[Customer]:
     """Open the accounts through the ledger (as create_customer does), in one transaction."""
     from django.db import transaction
-    from rest_framework.authtoken.models import Token
 
+    from api_keys.services import api_key_issue
     from balances.services import account_open
 
     customers = []
     with transaction.atomic():
         for index, (profile, cash, positions) in enumerate(plans):
             account = account_open(username=f"chaos-{index:05d}", cash=cash, positions=positions)
-            token = Token.objects.create(user_id=account.customer_id)
-            customers.append(Customer(account.customer_id, token.key, profile, dict(positions)))
+            token = api_key_issue(customer_id=account.customer_id)
+            customers.append(Customer(account.customer_id, token, profile, dict(positions)))
     return customers
 
 

@@ -32,7 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "api_keys",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "balances",

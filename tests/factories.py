@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from standardwebhooks.webhooks import Webhook
 
+from api_keys.services import api_key_issue
 from balances.services import account_open
 from execution.exchange_client import OrderState
 from execution.in_flight import trade_put_in_flight
@@ -42,8 +42,7 @@ def create_customer(
     account = account_open(
         username=f"customer-{next(_names)}", cash=Decimal(cash), positions=positions or {}
     )
-    token = Token.objects.create(user_id=account.customer_id)
-    return Customer(id=account.customer_id, token=token.key)
+    return Customer(id=account.customer_id, token=api_key_issue(customer_id=account.customer_id))
 
 
 def lead_shard_of(customer_id: int) -> tuple[int, int]:

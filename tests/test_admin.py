@@ -17,7 +17,7 @@ def staff_client(client):
 
 def test_nobody_sees_customers_api_tokens(staff_client, admin_client, customer):
     for client in (staff_client, admin_client):
-        assert client.get("/admin/authtoken/tokenproxy/").status_code == 404
+        assert client.get("/admin/api_keys/apikey/").status_code == 404
         assert customer.token not in client.get("/admin/").content.decode()
 
 

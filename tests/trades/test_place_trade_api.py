@@ -207,12 +207,13 @@ def test_missing_or_bad_token_is_401(client, header):
 
 @pytest.mark.django_db
 def test_a_user_without_an_account_cannot_trade(django_user_model):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
+
+    from api_keys.services import api_key_issue
 
     user = django_user_model.objects.create_user(username="staff")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_issue(customer_id=user.id)}")
 
     response = client.post(URL, {"ticker": "AAPL", "side": "buy", "quantity": 1}, format="json")
 

@@ -3,8 +3,8 @@ from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rest_framework.authtoken.models import Token
 
+from api_keys.services import api_key_issue
 from balances.money import MAX_CASH
 from balances.services import account_open
 from trades.models import Ticker
@@ -55,5 +55,5 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"unknown tickers: {', '.join(sorted(unknown))}")
         account = account_open(username=name, cash=amount, positions=positions)
-        token = Token.objects.create(user_id=account.customer_id)
-        self.stdout.write(json.dumps({"customer_id": account.customer_id, "token": token.key}))
+        token = api_key_issue(customer_id=account.customer_id)
+        self.stdout.write(json.dumps({"customer_id": account.customer_id, "token": token}))

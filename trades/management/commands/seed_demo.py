@@ -3,8 +3,8 @@ import secrets
 from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandParser
-from rest_framework.authtoken.models import Token
 
+from api_keys.services import api_key_issue
 from balances.services import account_open
 
 DEMO_POSITIONS = {"AAPL": 50, "MSFT": 20, "SPY": 10}
@@ -23,5 +23,5 @@ class Command(BaseCommand):
             account = account_open(
                 username=f"demo-{suffix}-{n}", cash=Decimal(cash), positions=DEMO_POSITIONS
             )
-            token = Token.objects.create(user_id=account.customer_id)
-            self.stdout.write(json.dumps({"customer_id": account.customer_id, "token": token.key}))
+            token = api_key_issue(customer_id=account.customer_id)
+            self.stdout.write(json.dumps({"customer_id": account.customer_id, "token": token}))
