@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
@@ -133,6 +134,22 @@ def json_csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
         {"error": "csrf_failed", "detail": f"CSRF check failed: {reason or 'refused'}."},
         status=403,
     )
+
+
+def json_login_locked_out(
+    request: HttpRequest, response: object = None, credentials: object = None
+) -> JsonResponse:
+    """django-axes's answer to a login while its user name or client is locked out."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    locked = JsonResponse(
+        {
+            "error": "login_locked_out",
+            "detail": f"Too many failed logins; try again in {seconds} s.",
+        },
+        status=429,
+    )
+    locked["Retry-After"] = str(seconds)
+    return locked
 
 
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

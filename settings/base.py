@@ -1,5 +1,6 @@
 """Settings for every environment; production changes behaviour through environment variables."""
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "api_keys",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "balances",
@@ -51,7 +53,23 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into our JSON 429.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Staff logins (the admin): locked for AXES_COOLOFF_TIME after LOGIN_FAILURE_LIMIT failures
+# for one user name, or from one client address, whichever comes first. A locked-out
+# attempt is refused before its password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("LOGIN_LOCKOUT_SECONDS", default=900))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "brokerage.auth.client_address"
+AXES_LOCKOUT_CALLABLE = "brokerage.errors.json_login_locked_out"
 
 ROOT_URLCONF = "brokerage.urls"
 # Every error is JSON, the CSRF check's too.
