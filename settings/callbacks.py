@@ -10,8 +10,11 @@ ROOT_URLCONF = "brokerage.callback_urls"
 INSTALLED_APPS = [
     app
     for app in INSTALLED_APPS
-    if app not in {"django.contrib.admin", "django.contrib.sessions", "django.contrib.messages"}
+    if app
+    not in {"django.contrib.admin", "django.contrib.sessions", "django.contrib.messages", "axes"}
 ]
+# Nobody logs in here: no login lockouts to keep.
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "brokerage.middleware.RequestBodyLimitMiddleware",
