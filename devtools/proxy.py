@@ -25,7 +25,7 @@ ERRORS = TEMPLATES / "json_errors.conf"
 # `make run`'s runtime directory (git-ignored).
 DEFAULT_RUNTIME = REPO_ROOT / ".proxy"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-INSTALL_HINT = "install it with `make proxy` (apt-get install nginx-light)"
+INSTALL_HINT = "`make proxy` installs it (apt-get install nginx)"
 
 _PLACEHOLDER = re.compile(r"\{\{ ([A-Z_]+) \}\}")
 
@@ -125,12 +125,12 @@ def command(conf: Path, runtime: Path, nginx: str | None = None) -> list[str]:
 
 
 def config_from_env(env: os._Environ[str] | dict[str, str]) -> ProxyConfig:
-    """The Procfile's proxy: public PORT and CALLBACK_PORT, gunicorns on WEB_PORT,
-    CALLBACK_WEB_PORT and ADMIN_PORT (loopback)."""
+    """The Procfile's proxy: public PROXY_PORT (`make run`'s PORT) and CALLBACK_PORT,
+    gunicorns on WEB_PORT, CALLBACK_WEB_PORT and ADMIN_PORT (loopback)."""
     host = env.get("PROXY_HOST", "127.0.0.1")
     allow = env.get("ADMIN_ALLOW_FROM", "127.0.0.0/8,::1")
     return ProxyConfig(
-        listen_web=f"{host}:{env['PORT']}",
+        listen_web=f"{host}:{env['PROXY_PORT']}",
         listen_callbacks=f"{host}:{env['CALLBACK_PORT']}",
         web_upstream=f"127.0.0.1:{env['WEB_PORT']}",
         callbacks_upstream=f"127.0.0.1:{env['CALLBACK_WEB_PORT']}",
