@@ -14,6 +14,7 @@ import pwd
 import re
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def command(conf: Path, runtime: Path, nginx: str | None = None) -> list[str]:
     return [binary, "-e", "stderr", "-p", prefix, "-c", str(conf), "-g", "daemon off;"]
 
 
-def config_from_env(env: os._Environ[str] | dict[str, str]) -> ProxyConfig:
+def config_from_env(env: Mapping[str, str]) -> ProxyConfig:
     """The Procfile's proxy: public PROXY_PORT (`make run`'s PORT) and CALLBACK_PORT,
     gunicorns on WEB_PORT, CALLBACK_WEB_PORT and ADMIN_PORT (loopback)."""
     host = env.get("PROXY_HOST", "127.0.0.1")
