@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format db db-stop psql demo bench chaos clean
+.PHONY: install proxy run test lint format db db-stop psql demo bench chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,23 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+## The buffering proxy (nginx) in front of gunicorn: `make run` uses it when installed, the
+## process tests need it. Installs Debian's nginx with apt-get if it is missing.
+NGINX_FOUND := command -v nginx >/dev/null || test -x /usr/sbin/nginx
+proxy:
+	@$(NGINX_FOUND) || { \
+	  echo "nginx is missing: installing it (apt-get install nginx)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
+	@$(NGINX_FOUND) || { echo "make proxy: nginx could not be installed" >&2; exit 1; }
+
 ## Start everything on one machine (embedded Postgres unless DATABASE_URL is set).
 run: install
 	PORT=$(PORT) $(BIN)/python -m devtools.launcher
 
 ## Lint, type-check and check the layers, then the whole test suite against a real Postgres.
-test: install
+test: install proxy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -51,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2,
         help="gunicorn workers serving only the exchange's callbacks (0: the web serves them)",
     )
+    parser.add_argument(
+        "--proxy",
+        action="store_true",
+        help="nginx (deploy/nginx) in front of the web and the callback receiver, as in "
+        "production; the gunicorns listen behind it",
+    )
     parser.add_argument("--fill-delay-ms", default="2,5", help="the simulator's MIN,MAX")
     parser.add_argument(
         "--drain-timeout", type=float, default=45, help="most seconds to wait for a drain"
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(LOGS, ignore_errors=True)
     LOGS.mkdir()
     url = phases.prepare_database(args)
-    results: dict = {}
+    results: dict = {"proxy": args.proxy}
     with psycopg.connect(url, autocommit=True, application_name="bench") as conn:
         db = Db(conn)
         machine = phases.machine_info(db)

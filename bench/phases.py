@@ -184,12 +184,14 @@ def production_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def start_stack(args: argparse.Namespace, url: str, db: Db) -> Stack:
-    """Exchange, web, a leader and a standby per half of the shards, reaper."""
+    """Exchange, web, a leader and a standby per half of the shards, reaper; with
+    --proxy, nginx in front of the web and the callback receiver."""
     stack = Stack(
         LOGS,
         database_url=url,
         shard_count=SHARD_COUNT,
         separate_callbacks=bool(args.callback_web_workers),
+        proxied=args.proxy,
         env=production_env(args),
     )
     say(f"starting the stack (logs in {LOGS})")
@@ -199,6 +201,9 @@ def start_stack(args: argparse.Namespace, url: str, db: Db) -> Stack:
         stack.start_web(args.web_workers)
         if args.callback_web_workers:
             stack.start_callbacks(args.callback_web_workers)
+        if args.proxy:
+            # One nginx worker: its CPU is the "proxy" role of the CPU lines.
+            stack.start_proxy(worker_processes="1")
         every_shard = list(range(SHARD_COUNT))
         # Lease rows outlive their holders (a reused database): wait for fresh epochs.
         stale = db.leases(every_shard)
@@ -237,8 +242,9 @@ def start_stack(args: argparse.Namespace, url: str, db: Db) -> Stack:
         if args.callback_web_workers
         else ""
     )
+    proxied = " behind nginx (--proxy)" if args.proxy else ""
     say(
-        f"  web: gunicorn {args.web_workers} sync workers{callbacks}; shard workers a1/a2 "
+        f"  web: gunicorn {args.web_workers} sync workers{callbacks}{proxied}; shard workers a1/a2 "
         f"(shards 1/2), b1/b2 (2/2); reaper; exchange fill delay {args.fill_delay_ms} ms"
     )
     return stack

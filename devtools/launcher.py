@@ -2,7 +2,13 @@
 
 Starts the embedded Postgres unless DATABASE_URL is set, applies migrations, makes a
 demo customer, prints how to use it, then hands over to honcho, which runs every
-process in the Procfile and stops them all on Ctrl-C."""
+process in the Procfile and stops them all on Ctrl-C.
+
+With nginx installed the buffering proxy (devtools.proxy) owns the public ports, PORT for
+customers and staff, CALLBACK_PORT for the exchange, and the gunicorns listen on internal
+loopback ports behind it (PORT+10, +11, +12). Without nginx the gunicorns take the
+public ports themselves (the admin on ADMIN_PORT, PORT+2) and the `proxy` process is left
+out: fine on a laptop, not in production (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -12,9 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devtools import embedded_postgres
+from devtools import embedded_postgres, proxy
 from devtools.paths import REPO_ROOT
 from devtools.webhooks import new_webhook_secret
+
+PROCFILE = REPO_ROOT / "Procfile"
 
 
 def main() -> int:
@@ -24,9 +32,24 @@ def main() -> int:
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = embedded_postgres.ensure_running()
     port = env.get("PORT", "8000")
-    env["WEB_PORT"] = port
+    # honcho gives every process a PORT of its own: the proxy reads PROXY_PORT.
+    env["PROXY_PORT"] = port
     # The exchange's callbacks get a gunicorn of their own: fills never wait behind orders.
     env.setdefault("CALLBACK_PORT", str(int(port) + 1))
+    processes = procfile_processes()
+    # PROXY=off: the gunicorns on the public ports even with nginx installed.
+    proxied = env.get("PROXY", "auto") != "off" and proxy.nginx_binary() is not None
+    if proxied:
+        # nginx on the public ports; the gunicorns behind it, which trust one proxy.
+        env["WEB_PORT"] = str(int(port) + 10)
+        env["CALLBACK_WEB_PORT"] = str(int(port) + 11)
+        env["ADMIN_PORT"] = str(int(port) + 12)
+        env.setdefault("NUM_PROXIES", "1")
+    else:
+        env["WEB_PORT"] = port
+        env["CALLBACK_WEB_PORT"] = env["CALLBACK_PORT"]
+        env.setdefault("ADMIN_PORT", str(int(port) + 2))
+        processes.remove("proxy")
     env.setdefault("CALLBACK_URL", f"http://127.0.0.1:{env['CALLBACK_PORT']}/exchange/callback/")
     env.setdefault("EXCHANGE_PORT", "9000")
     env.setdefault("EXCHANGE_URL", f"http://127.0.0.1:{env['EXCHANGE_PORT']}")
@@ -41,11 +64,12 @@ def main() -> int:
     )
     token = json.loads(demo.stdout.splitlines()[0])["token"]
     base = f"http://127.0.0.1:{port}"
+    admin = f"{base}/admin/" if proxied else f"http://127.0.0.1:{env['ADMIN_PORT']}/admin/"
     print(
         f"""
 Brokerage starting on {base}  (ready when {base}/healthz answers)
   database: {env["DATABASE_URL"]}
-  API docs: {base}/api/docs/     admin: {base}/admin/
+  API docs: {base}/api/docs/     admin: {admin}
   demo customer token: {token}
 
   curl -s -X POST {base}/api/v1/trades/ \\
@@ -55,10 +79,30 @@ Brokerage starting on {base}  (ready when {base}/healthz answers)
 """,
         flush=True,
     )
+    if proxied:
+        print(
+            f"  proxy: nginx on {base} and :{env['CALLBACK_PORT']} (exchange callbacks), "
+            f"gunicorns behind it on :{env['WEB_PORT']}, :{env['CALLBACK_WEB_PORT']}, "
+            f":{env['ADMIN_PORT']}\n",
+            flush=True,
+        )
+    else:
+        why = "PROXY=off" if proxy.nginx_binary() else "nginx is not installed"
+        print(
+            f"  proxy: none ({why}): the gunicorns face clients directly, and one slow client"
+            f" holds a sync worker for up to 30 s; {proxy.INSTALL_HINT}\n",
+            flush=True,
+        )
     honcho = str(Path(python).parent / "honcho")
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     os.chdir(REPO_ROOT)
-    os.execve(honcho, [honcho, "start", "-f", str(REPO_ROOT / "Procfile")], env)
+    os.execve(honcho, [honcho, "start", "-f", str(PROCFILE), *processes], env)
+
+
+def procfile_processes() -> list[str]:
+    """The Procfile's process names, in order."""
+    lines = PROCFILE.read_text().splitlines()
+    return [line.split(":", 1)[0] for line in lines if line.strip() and not line.startswith("#")]
 
 
 if __name__ == "__main__":

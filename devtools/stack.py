@@ -1,6 +1,7 @@
 """The whole system as real OS processes, driven from Python: gunicorn, shard workers,
-the reaper and the exchange simulator. The end-to-end tests, the benchmark and the
-chaos soak use it; `make run` uses honcho and the Procfile instead."""
+the reaper, the exchange simulator and, optionally, the buffering proxy (nginx) in front
+of the gunicorns. The end-to-end tests, the benchmark and the chaos soak use it; `make
+run` uses honcho and the Procfile instead."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 import requests
 
+from devtools import proxy
 from devtools.paths import REPO_ROOT
 from devtools.webhooks import new_webhook_secret
 
@@ -59,14 +61,25 @@ class Stack:
         database_url: str,
         shard_count: int,
         separate_callbacks: bool = False,
+        proxied: bool = False,
         env: Mapping[str, str] | None = None,
     ) -> None:
         """`separate_callbacks`: the exchange calls back a gunicorn of its own
-        (`start_callbacks`), so that fills never queue behind customers' requests. `env`
-        adds to or overrides the processes' environment."""
+        (`start_callbacks`), so that fills never queue behind customers' requests.
+        `proxied`: the gunicorns listen on internal ports behind nginx (`start_proxy`),
+        which owns `web_port` and `callbacks_port`, as in production; they trust one
+        proxy (NUM_PROXIES=1). `env` adds to or overrides the processes' environment."""
         self.log_dir = log_dir
+        self.proxied = proxied
         self.web_port = free_port()
         self.callbacks_port = free_port() if separate_callbacks else self.web_port
+        # Where the gunicorns listen: the public ports, or internal ones behind the proxy.
+        self.web_upstream_port = free_port() if proxied else self.web_port
+        if not separate_callbacks:
+            self.callbacks_upstream_port = self.web_upstream_port
+        else:
+            self.callbacks_upstream_port = free_port() if proxied else self.callbacks_port
+        self.admin_port = free_port()
         self.exchange_port = free_port()
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.exchange_url = f"http://127.0.0.1:{self.exchange_port}"
@@ -86,6 +99,7 @@ class Stack:
             "REAPER_OUTBOX_STALE_SECONDS": "2",
             "EXCHANGE_READ_TIMEOUT": "2",
             "PYTHONUNBUFFERED": "1",
+            **({"NUM_PROXIES": "1"} if proxied else {}),
             **(env or {}),
         }
         self.procs: dict[str, subprocess.Popen] = {}
@@ -128,14 +142,50 @@ class Stack:
         )
 
     def start_web(self, workers: int = 2, *extra: str) -> None:
-        self._start_gunicorn("web", self.web_port, workers, *extra)
+        self._start_gunicorn("web", self.web_upstream_port, workers, *extra)
 
     def start_callbacks(self, workers: int = 2, *extra: str) -> None:
         """The exchange's callback receiver (settings.callbacks) on a gunicorn of its own
         (see __init__)."""
         assert self.callbacks_port != self.web_port, "Stack(separate_callbacks=True) first"
         receiver = ("--env", "DJANGO_SETTINGS_MODULE=settings.callbacks")
-        self._start_gunicorn("callbacks", self.callbacks_port, workers, *receiver, *extra)
+        self._start_gunicorn("callbacks", self.callbacks_upstream_port, workers, *receiver, *extra)
+
+    def start_admin(self, workers: int = 1, *extra: str) -> None:
+        """The staff's admin (settings.admin); behind the proxy, `/admin/` on `web_port`."""
+        admin = ("--env", "DJANGO_SETTINGS_MODULE=settings.admin")
+        self._start_gunicorn("admin", self.admin_port, workers, *admin, *extra)
+
+    def start_proxy(self, **options: object) -> None:
+        """nginx on `web_port` (/admin/ to the admin, the rest to the web) and
+        `callbacks_port` (the callback receiver), rendered from the repository's template
+        into <log_dir>/proxy; `options` override devtools.proxy.ProxyConfig's defaults."""
+        assert self.proxied, "Stack(proxied=True) first"
+        nginx = proxy.nginx_binary()
+        if nginx is None:
+            raise RuntimeError(f"nginx is not installed: {proxy.INSTALL_HINT}")
+        runtime = self.log_dir / "proxy"
+        callbacks_listen = self.callbacks_port if self.callbacks_port != self.web_port else 0
+        config = proxy.ProxyConfig(
+            listen_web=f"127.0.0.1:{self.web_port}",
+            listen_callbacks=f"127.0.0.1:{callbacks_listen or free_port()}",
+            web_upstream=f"127.0.0.1:{self.web_upstream_port}",
+            callbacks_upstream=f"127.0.0.1:{self.callbacks_upstream_port}",
+            admin_upstream=f"127.0.0.1:{self.admin_port}",
+            max_body_bytes=int(self.env.get("MAX_REQUEST_BODY_BYTES", str(16 * 1024))),
+            **options,  # type: ignore[arg-type]
+        )
+        conf = proxy.render(config, runtime)
+        self._spawn("proxy", proxy.command(conf, runtime, nginx))
+        wait_for(
+            lambda: self._listens(self.web_port) and self._listens(self.callbacks_port),
+            timeout=10,
+            what="the proxy",
+        )
+
+    def proxy_access_log(self) -> str:
+        path = self.log_dir / "proxy" / "logs" / "access.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def _start_gunicorn(self, name: str, port: int, workers: int, *extra: str) -> None:
         self._spawn(
@@ -204,6 +254,14 @@ class Stack:
         return path.read_text(errors="replace") if path.exists() else ""
 
     # -- talking to it ----------------------------------------------------------------------
+
+    @staticmethod
+    def _listens(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     @staticmethod
     def _answers(url: str) -> bool:
