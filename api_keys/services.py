@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from api_keys.models import PREFIX_LENGTH, ApiKey
@@ -31,6 +32,8 @@ def api_key_issue(*, customer_id: int) -> str:
     key: the only time anyone sees it. One transaction."""
     key = secrets.token_hex(KEY_BYTES)
     with transaction.atomic():
+        # Two rotations at once run one after the other: the key printed last works.
+        get_user_model().objects.select_for_update().filter(id=customer_id).first()
         ApiKey.objects.update_or_create(
             customer_id=customer_id,
             defaults={"prefix": key[:PREFIX_LENGTH], "digest": digest_of(key)},

@@ -165,18 +165,25 @@ def _field(data: dict[str, Any], name: str) -> Any:
     return data[name]
 
 
+def _storable(value: str, name: str) -> str:
+    """Text Postgres can store: no NUL, and valid Unicode (no lone surrogate)."""
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        raise ValueError(f"field {name!r} holds a NUL or an invalid character")
+    return value
+
+
 def _str_field(data: dict[str, Any], name: str) -> str:
     value = _field(data, name)
     if not isinstance(value, str) or not value:
         raise ValueError(f"field {name!r} must be a non-empty string, got {value!r}")
-    return value
+    return _storable(value, name)
 
 
 def _optional_str(data: dict[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is not None and not isinstance(value, str):
         raise ValueError(f"field {name!r} must be a string or null, got {value!r}")
-    return value
+    return None if value is None else _storable(value, name)
 
 
 def _price(value: Any, name: str) -> Decimal:

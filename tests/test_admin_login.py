@@ -53,3 +53,19 @@ def test_one_client_guessing_many_user_names_is_locked(client, agent):
 
 def test_a_good_login_is_not_held_up(client, agent):
     assert logged_in(log_in(client, "agent", "right-password"))
+
+
+@override_settings(AXES_FAILURE_LIMIT=5)
+def test_attempts_while_locked_out_neither_extend_the_lockout_nor_grow_the_record(client, agent):
+    from axes.models import AccessAttempt
+
+    for n in range(5):
+        log_in(client, "agent", f"guess-{n}")
+    first = AccessAttempt.objects.get()
+
+    for n in range(10):
+        assert log_in(client, "agent", f"more-{n}").status_code == 429
+
+    again = AccessAttempt.objects.get()
+    assert again.failures_since_start == first.failures_since_start == 5
+    assert again.attempt_time == first.attempt_time

@@ -64,6 +64,30 @@ def test_a_signed_fill_at_a_time_no_clock_can_hold_is_a_400(client, customer, ex
     assert not LedgerEntry.objects.filter(trade=trade).exists()
 
 
+@pytest.mark.parametrize(
+    ("status", "field", "text"),
+    [
+        ("rejected", "reason", "bad\u0000reason"),
+        ("rejected", "reason", "\udfff"),
+        ("filled", "exchange_order_id", "X\u0000"),
+        ("rejected", "exchange_order_id", "\ud800X"),
+    ],
+)
+def test_a_signed_report_with_text_no_column_can_hold_is_a_400(
+    client, customer, status, field, text
+):
+    trade, _ = place_and_send(customer.id)
+    payload = json.loads(callback_body(trade, status=status))
+    payload["data"][field] = text
+    body = json.dumps(payload).encode()  # escaped: the lone surrogate survives
+
+    response = post_callback(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_callback"
+    assert Trade.objects.get(id=trade.id).status == "in_progress"
+
+
 def test_a_signed_report_of_an_order_still_open_is_a_200_still_open(client, customer):
     trade, _ = place_and_send(customer.id)
 

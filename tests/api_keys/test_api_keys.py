@@ -62,9 +62,20 @@ def test_revoking_leaves_no_key_that_works(customer):
     assert not ApiKey.objects.filter(customer_id=customer.id).exists()
 
 
-def test_rotating_an_unknown_customer_is_refused():
+def test_a_customer_is_named_by_id_or_with_username_by_user_name(customer, django_user_model):
+    django_user_model.objects.create_user(username=str(customer.id))  # a name like an id
+    name = django_user_model.objects.get(id=customer.id).username
+
+    by_id = rotate(str(customer.id))
+    by_name = rotate(name, "--username")
+
+    assert by_id["customer_id"] == by_name["customer_id"] == customer.id
+
+
+@pytest.mark.parametrize("args", [["nobody"], ["nobody", "--username"], ["987654321"]])
+def test_rotating_an_unknown_customer_is_refused(args):
     with pytest.raises(CommandError, match="no customer"):
-        call_command("rotate_token", "nobody-by-that-name")
+        call_command("rotate_token", *args)
 
 
 def test_a_token_kept_in_plain_text_before_is_hashed_in_place_and_keeps_working(customer):

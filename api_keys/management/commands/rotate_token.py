@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from api_keys.services import api_key_issue, api_key_revoke
 
-NO_SUCH_CUSTOMER = "no customer {who!r} (give a customer id or a user name)"
+NO_SUCH_CUSTOMER = "no customer {who!r} (give a customer id, or --username NAME)"
 
 
 class Command(BaseCommand):
@@ -15,14 +15,18 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("customer", help="Customer id or user name.")
+        parser.add_argument("customer", help="Customer id (with --username: user name).")
+        parser.add_argument("--username", action="store_true", help="CUSTOMER is a user name.")
         parser.add_argument("--revoke", action="store_true", help="Revoke; issue none.")
 
-    def handle(self, *args: object, customer: str, revoke: bool, **options: object) -> None:
+    def handle(
+        self, *args: object, customer: str, username: bool, revoke: bool, **options: object
+    ) -> None:
         users = get_user_model().objects
-        user = users.filter(username=customer).first()
-        if user is None and customer.isdigit():
-            user = users.filter(id=int(customer)).first()
+        if username:
+            user = users.filter(username=customer).first()
+        else:
+            user = users.filter(id=int(customer)).first() if customer.isdigit() else None
         if user is None:
             raise CommandError(NO_SUCH_CUSTOMER.format(who=customer))
         if revoke:
