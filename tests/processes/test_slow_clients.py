@@ -245,3 +245,33 @@ def test_the_proxy_answers_its_own_errors_in_the_apps_json_shape(stack):
     receiver = f"http://127.0.0.1:{stack.callbacks_port}"
     for hidden in ("/api/v1/trades/", "/admin/"):
         assert requests.get(receiver + hidden, timeout=5).status_code == 404, hidden
+
+
+def test_the_proxy_refuses_chunked_bodies_as_the_app_does(stack):
+    """The app answers a chunked body 413 (no Content-Length). nginx would read it whole and
+    forward it with a Content-Length, so the proxy applies the rule itself, on both ports."""
+    customer = create_customer(cash="100000.00")
+    key = f"chunked-{uuid.uuid4().hex[:12]}"
+    placement = json.dumps(
+        {"ticker": "AAPL", "side": "buy", "quantity": 1, "client_order_id": key}
+    ).encode()
+    targets = {
+        f"{stack.web_url}/api/v1/trades/": {"Authorization": f"Token {customer.token}"},
+        f"http://127.0.0.1:{stack.callbacks_port}/exchange/callback/": {},
+    }
+    for url, headers in targets.items():
+        # A generator body: requests sends it with Transfer-Encoding: chunked.
+        response = requests.post(
+            url,
+            data=iter([placement]),
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert response.status_code == 413, (url, response.text)
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"] == "request_too_large"
+    assert not Trade.objects.filter(client_order_id=key).exists()
+    # The same placement with a Content-Length goes through.
+    with requests.Session() as session:
+        response = stack.place(session, customer.token, **json.loads(placement))
+    assert response.status_code == 201, response.text
