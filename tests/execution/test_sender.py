@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from balances.models import Account
 from devtools.stack import wait_for
-from execution.exchange_client import ExchangeError, ExchangeUnavailable, OrderState
+from execution.exchange_client import ExchangeError, ExchangeUnavailable
 from execution.in_flight import trade_put_in_flight
 from execution.quotes import QuoteBook
 from execution.sender import TradeSender
@@ -20,7 +20,7 @@ from execution.submitter import Submitter
 from outbox.leadership import SHARD_LOCK_NAMESPACE
 from outbox.models import OutboxMessage, ShardLease
 from outbox.relay import Claim, ShardRelay
-from tests.factories import place_and_send
+from tests.factories import place_and_send, report_for
 from tests.fakes import (
     Clock,
     FakeExchange,
@@ -229,24 +229,6 @@ def test_orders_in_flight_in_a_shard_taken_over_are_sent_again(sender, submitted
     assert submitted.orders == [sent] and sent.client_order_id == str(in_flight.id)
 
 
-def recorded_as(trade, status, **overrides):
-    filled = status == "filled"
-    return OrderState(
-        **{
-            "client_order_id": str(trade.id),
-            "exchange_order_id": f"X-{trade.id}",
-            "status": status,
-            "ticker": trade.ticker_id,
-            "side": trade.side,
-            "quantity": trade.quantity,
-            "fill_price": Decimal("100.0000") if filled else None,
-            "executed_at": timezone.now() if filled else None,
-            "reason": "rejected by exchange" if status == "rejected" else None,
-            **overrides,
-        }
-    )
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("recorded", "status"),
@@ -276,7 +258,7 @@ def test_a_refused_order_is_booked_rejected_only_if_the_exchange_never_recorded_
     disagrees with the order is left to the reaper, and never stops the worker."""
     trade, order = place_and_send(customer.id)
     if isinstance(recorded, dict):
-        recorded = recorded_as(trade, **recorded)
+        recorded = report_for(trade, **recorded)
     submitter = Submitter(threads=1, make_client=lambda: RefusingExchange(recorded))
 
     submitter.submit(order)
