@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, InternalError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -27,6 +27,9 @@ DATABASE_UNAVAILABLE = (
     "The database did not answer, so the outcome is unknown. Retry the same request; an "
     "order retried with the same client_order_id is never placed twice."
 )
+
+
+READ_ONLY_SQL_TRANSACTION = "25006"
 
 
 class BrokerageError(Exception):
@@ -81,13 +84,23 @@ def _flatten(detail: Any) -> Any:
     return str(detail)
 
 
+def database_unavailable(exc: Exception) -> bool:
+    """The database is away, or the session landed on a standby (a URL naming a server
+    that a failover demoted): either way, retry soon."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, InternalError) and (
+        getattr(exc.__cause__, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION
+    )
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, BrokerageError):
         response = Response({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)
         return response
-    if isinstance(exc, OperationalError | InterfaceError):
+    if database_unavailable(exc):
         logger.warning("event=database_unavailable error=%r", exc)
         response = Response(
             {"error": "database_unavailable", "detail": DATABASE_UNAVAILABLE},

@@ -490,10 +490,10 @@ class Supervisor(threading.Thread):
     """Notices processes that died without being killed by a fault, reports each with the
     end of its log, and starts it again so that the soak goes on."""
 
-    def __init__(self, stack: ChaosStack, runner: FaultRunner) -> None:
+    def __init__(self, stack: ChaosStack, finding: Callable[[str], None]) -> None:
         super().__init__(name="supervisor", daemon=True)
         self.stack = stack
-        self.runner = runner
+        self.finding = finding
         self.halt = threading.Event()
         self.deaths: list[str] = []
 
@@ -503,7 +503,7 @@ class Supervisor(threading.Thread):
         while not self.halt.wait(0.5):
             for name, code in self.stack.exited().items():
                 self.deaths.append(name)
-                self.runner.finding(
+                self.finding(
                     f"process {name} exited by itself with status {code}; its log ends:\n"
                     + _indent(self.stack.log_tail(name))
                 )
@@ -515,7 +515,7 @@ class Supervisor(threading.Thread):
                 try:
                     self.stack.restart(name)
                 except Exception as exc:
-                    self.runner.finding(f"process {name} could not be restarted: {exc!r}")
+                    self.finding(f"process {name} could not be restarted: {exc!r}")
 
 
 def _s(seconds: float | None) -> str:

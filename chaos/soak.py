@@ -52,6 +52,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="orders per second (default 20, 12 short)")
     parser.add_argument("--shard-count", type=int, default=100)
     parser.add_argument("--short", action="store_true", help="the CI run: under 2 minutes")
+    parser.add_argument(
+        "--ha",
+        action="store_true",
+        help="the failover soak: a Patroni cluster whose primary is killed (chaos.failover)",
+    )
     return parser.parse_args(argv)
 
 
@@ -94,6 +99,10 @@ def main(argv: list[str]) -> int:
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True)
     say = Say(log_dir / "chaos.log")
+    if args.ha:
+        from chaos import failover
+
+        return failover.run(args, seed, log_dir, say, say.plain)
     replay = (
         f"python -m chaos --seed {seed} --duration {duration:g} --customers {customer_count} "
         f"--rate {rate:g} --shard-count {args.shard_count}{' --short' if args.short else ''}"
@@ -148,16 +157,17 @@ def main(argv: list[str]) -> int:
         lease_timeout=float(child_env["WORKER_LEASE_TIMEOUT"]),
         say=say,
     )
-    supervisor = Supervisor(stack, runner)
+    supervisor = Supervisor(stack, runner.finding)
     traffic = Traffic(web_url=stack.web_url)
     try:
-        _start(stack, probes, exchange_seed, say)
+        start_stack(stack, probes, exchange_seed, say)
         customers = create_customers(customer_plans)
         say(f"{len(customers)} customers opened; traffic at {rate:g} orders/s for {duration:g}s")
         supervisor.start()
         clients = start_clients(customers, traffic, traffic_rng, threads=CLIENT_THREADS, rate=rate)
         _run_faults(runner, process_plan, exchange_plan, duration, traffic, say)
-        extra = _drain(stack, runner, traffic, clients, args.short, say)
+        runner.all_faults_off()
+        extra = drain(stack, cluster.url, traffic, clients, args.short, say)
         supervisor.halt.set()
         outcome = verify(
             probe=Probe(cluster.url, "chaos-verify"),
@@ -210,7 +220,7 @@ class _PostgresLog:
             self.target.write_bytes(source.read())
 
 
-def _start(stack: ChaosStack, probes: StackProbe, exchange_seed: int, say: Callable) -> None:
+def start_stack(stack: ChaosStack, probes: StackProbe, exchange_seed: int, say: Callable) -> None:
     """Exchange, web, a leader then a standby per half of the shards, two reapers."""
     from outbox.sharding import parse_shards
 
@@ -293,17 +303,16 @@ def _run_faults(
     say(f"traffic stopped after {time.monotonic() - started:.1f}s; {len(traffic.orders)} orders")
 
 
-def _drain(
+def drain(
     stack: ChaosStack,
-    runner: FaultRunner,
+    url: str,
     traffic: Traffic,
     clients: list,
     short: bool,
     say: Callable,
 ) -> list[str]:
-    """Faults off, everything running, clients done; then wait for every trade to finish."""
+    """Everything running, clients done; then wait for every trade to finish."""
     findings = []
-    runner.all_faults_off()
     stack.resume_everything()
     deadline = time.monotonic() + 30
     for client in clients:
@@ -313,7 +322,7 @@ def _drain(
         client.join(timeout=5)
     from trades.sql import OPEN_STATUSES  # once Django is set up
 
-    probe = Probe(runner.cluster.url, "chaos-drain")
+    probe = Probe(url, "chaos-drain")
     open_sql = f"SELECT count(*) FROM trades_trade WHERE status IN {OPEN_STATUSES}"
     before = (probe.rows_or_none(open_sql) or [(None,)])[0][0]
     limit = 45.0 if short else 120.0

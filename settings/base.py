@@ -116,7 +116,18 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # database restart broke fails its request with a 503 (brokerage.errors) and is replaced.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 DATABASES["default"].setdefault("OPTIONS", {})
-DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+# With a multi-host DATABASE_URL (a Patroni cluster, ?target_session_attrs=read-write)
+# libpq tries each host in turn: connect_timeout bounds each try, and keepalives plus a
+# bound on unacknowledged data notice a primary whose machine died within seconds.
+for _option, _value in {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}.items():
+    DATABASES["default"]["OPTIONS"].setdefault(_option, _value)
 # Server-side parameters, and statements prepared on their second use in a session: the
 # hot paths run the same few statements, and planning them every time cost more of the
 # database's CPU than executing them.
