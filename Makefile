@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install proxy run test lint format db db-stop psql demo bench chaos clean
+.PHONY: install proxy run test lint format db db-stop psql demo bench chaos clean \
+	ha-install ha ha-stop ha-status chaos-ha
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +27,39 @@ proxy:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
 	@$(NGINX_FOUND) || { echo "make proxy: nginx could not be installed" >&2; exit 1; }
 
-## Start everything on one machine (embedded Postgres unless DATABASE_URL is set).
+## High availability: Patroni (the `ha` extra, from PyPI) and etcd (Debian's etcd-server,
+## installed with apt-get when missing).
+$(BIN)/.ha-installed: pyproject.toml $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,ha]'
+	touch $@
+
+ha-install: $(BIN)/.ha-installed
+	@command -v etcd >/dev/null || { \
+	  echo "etcd is missing: installing it (apt-get install etcd-server)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
+	@command -v etcd >/dev/null || { echo "make ha-install: etcd could not be installed" >&2; exit 1; }
+
+## A local HA Postgres: etcd and three nodes under Patroni on 127.0.0.1:5441-5443 (synchronous
+## mode strict). Prints the multi-host DATABASE_URL; `make run HA=1` runs everything on it.
+ha: ha-install
+	$(BIN)/python -m devtools.ha_cluster start
+
+ha-status: ha-install
+	$(BIN)/python -m devtools.ha_cluster status
+
+ha-stop: ha-install
+	$(BIN)/python -m devtools.ha_cluster stop
+
+## Start everything on one machine (embedded Postgres unless DATABASE_URL is set; HA=1: on
+## the local HA cluster of `make ha`).
+ifeq ($(HA),1)
+run: ha-install
+else
 run: install
-	PORT=$(PORT) $(BIN)/python -m devtools.launcher
+endif
+	PORT=$(PORT) HA=$(HA) $(BIN)/python -m devtools.launcher
 
 ## Lint, type-check and check the layers, then the whole test suite against a real Postgres.
 test: install proxy
@@ -67,10 +98,16 @@ bench: install
 chaos: install
 	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
+## Failover soak: the stack on its own HA cluster, the primary killed three times and one
+## switchover (CHAOS_ARGS=--short: one failover and the switchover, for CI).
+chaos-ha: ha-install
+	$(BIN)/python -m chaos --ha $(CHAOS_ARGS)
+
 ## With `make run` up: a customer places a few trades and watches them settle.
 demo: install
 	$(BIN)/python -m devtools.demo
 
 clean:
 	-$(BIN)/python -m devtools.embedded_postgres stop
-	rm -rf $(VENV) .pgdata .pgdata-chaos staticfiles .pytest_cache .ruff_cache
+	-$(BIN)/python -m devtools.ha_cluster stop
+	rm -rf $(VENV) .pgdata .pgdata-chaos .pgdata-ha .pgdata-ha-chaos staticfiles .pytest_cache .ruff_cache

@@ -365,7 +365,7 @@ def run(args: argparse.Namespace, seed: int, log_dir: Path, say: Callable, plain
         cluster.stop()
     assert outcome is not None  # verify() ran, or its exception has left already
     summary = render(seed, outcome, runner, extra, log_dir, say, plain)
-    failed = outcome.failed() or summary["lost_acknowledged"] or runner.findings
+    failed = outcome.failed() or summary["lost_acknowledged"] or summary["findings"]
     return 1 if failed else 0
 
 
@@ -398,6 +398,13 @@ def render(
     for line in lines:
         say("    " + line)
     findings = runner.findings + extra_findings + outcome.findings + tracebacks
+    server_errors = {
+        code: n
+        for code, n in runner.traffic.counters.items()
+        if code.startswith("server_errors_") and code != "server_errors_503"
+    }
+    if server_errors:
+        findings.append(f"answers other than 503 database_unavailable: {server_errors}")
     say(f"  findings ({len(findings)}):")
     for text in findings:
         say("    - " + text.replace("\n", "\n      "))
@@ -423,4 +430,4 @@ def render(
         "seed": seed,
     }
     plain(json.dumps(summary))
-    return summary
+    return {**summary, "findings": len(findings)}

@@ -1,8 +1,9 @@
 """`make run`: everything on one machine.
 
-Starts the embedded Postgres unless DATABASE_URL is set, applies migrations, makes a
-demo customer, prints how to use it, then hands over to honcho, which runs every
-process in the Procfile and stops them all on Ctrl-C.
+Starts the embedded Postgres unless DATABASE_URL is set (HA=1: the local Patroni cluster
+of devtools.ha_cluster, which stays up after Ctrl-C; `make ha-stop` stops it), applies
+migrations, makes a demo customer, prints how to use it, then hands over to honcho, which
+runs every process in the Procfile and stops them all on Ctrl-C.
 
 With nginx installed the buffering proxy (devtools.proxy) owns the public ports, PORT for
 customers and staff, CALLBACK_PORT for the exchange, and the gunicorns listen on internal
@@ -29,7 +30,11 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("DEBUG", "true")
     env.setdefault("DJANGO_SETTINGS_MODULE", "settings.base")
-    if not env.get("DATABASE_URL"):
+    if env.get("HA") == "1":
+        from devtools.ha_cluster import HaCluster
+
+        env["DATABASE_URL"] = HaCluster().start()
+    elif not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = embedded_postgres.ensure_running()
     port = env.get("PORT", "8000")
     # honcho gives every process a PORT of its own: the proxy reads PROXY_PORT.
