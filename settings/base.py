@@ -111,6 +111,11 @@ def _database_url() -> str:
 DATABASES = {"default": env.db_url_config(_database_url())}
 # django-environ leaves a percent-encoded Unix socket directory as it is.
 DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"])
+if "," in DATABASES["default"]["HOST"]:
+    # Several hosts (a Patroni cluster): never settle for a standby.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "target_session_attrs", "read-write"
+    )
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # No health check (a `SELECT 1` before every request's first query): a connection that a
 # database restart broke fails its request with a 503 (brokerage.errors) and is replaced.
