@@ -64,9 +64,10 @@ def test_every_session_notices_a_dead_peer_within_seconds():
     for options in (found["options"], found["dedicated"]):
         assert options["connect_timeout"] == 5
         assert options["keepalives"] == 1
-        assert (
-            options["keepalives_idle"] * 1
-            + options["keepalives_interval"] * (options["keepalives_count"])
-            <= 15
+        idle, every, count = (
+            options["keepalives_idle"],
+            options["keepalives_interval"],
+            options["keepalives_count"],
         )
+        assert idle + every * count <= 15
         assert options["tcp_user_timeout"] == 10_000
