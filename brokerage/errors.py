@@ -7,6 +7,7 @@ Every error body is `{"error": <machine-readable code>, "detail": <human text>}`
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.conf import settings
@@ -171,6 +172,16 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def json_server_error(request: HttpRequest) -> JsonResponse:
+    """What an exception no view handled becomes (Django calls this while handling it): the
+    admin's pages and the middleware reach the database outside DRF's handler, and a
+    failover there is a 503 to retry, like the API's."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, Exception) and database_unavailable(exc):
+        response = JsonResponse(
+            {"error": "database_unavailable", "detail": DATABASE_UNAVAILABLE}, status=503
+        )
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
     return JsonResponse(
         {"error": "server_error", "detail": "Something went wrong on our side."}, status=500
     )

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -66,7 +67,8 @@ class Switch:
             f"{self.kind} {self.old_primary} -> {self.new_primary}: no writes for "
             f"{s(self.write_outage_s)}, shards led {s(self.leaderless_after_primary_s)} and "
             f"the reaper back {s(self.reaper_back_after_primary_s)} after the new primary's "
-            f"first write; old primary streaming again after {s(self.rejoined_after_s)}; "
+            f"first write; old primary streaming again {s(self.rejoined_after_s)} after the "
+            f"switch began; "
             f"acknowledged trades missing: {self.missing_after} of {self.acknowledged_before}"
         )
 
@@ -146,24 +148,45 @@ class FailoverRunner:
         node is started again and rejoins (pg_rewind) as a standby."""
         old = self._primary()
         switch = Switch("failover", old)
+        self._check_synchronous(switch)
         self.say(f"failover: killing {old} (Patroni and the postmaster's process group)")
         moment = time.monotonic()
         self.cluster.kill_node(old)
         self._follow(switch, moment)
-        started = time.monotonic()
         self.cluster.start_node(old)
-        self._await_healthy(switch, started)
+        self._await_healthy(switch, moment)
         return self._done(switch)
 
     def switch_over(self) -> Switch:
         old = self._primary()
         switch = Switch("switchover", old)
+        self._check_synchronous(switch)
         self.say(f"switchover: asking Patroni to move the primary away from {old}")
         moment = time.monotonic()
         self.cluster.switchover()
         self._follow(switch, moment)
-        self._await_healthy(switch, time.monotonic())
+        self._await_healthy(switch, moment)
         return self._done(switch)
+
+    def _check_synchronous(self, switch: Switch) -> None:
+        """Before the switch: a standby confirms every commit (or the check below that
+        nothing acknowledged was lost would prove nothing about replication)."""
+        probe = Probe(self.url, "chaos-replication")
+        try:
+            rows = probe.rows(
+                "SELECT current_setting('synchronous_standby_names'), "
+                "current_setting('synchronous_commit'), "
+                "(SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync')"
+            )
+        finally:
+            probe.close()
+        names, commit, synchronous = rows[0]
+        if not names or commit not in ("on", "remote_apply") or synchronous < 1:
+            self.finding(
+                f"{switch.kind}: commits were not synchronous before it: "
+                f"synchronous_standby_names={names!r} synchronous_commit={commit} "
+                f"synchronous standbys={synchronous}"
+            )
 
     def _primary(self) -> str:
         return str(wait_for(self.cluster.primary, timeout=60, what="a primary"))
@@ -200,6 +223,8 @@ class FailoverRunner:
             reaper = timed(lambda: _reaper_locks(probe) == 1, timeout=30, what="a reaper")
             if reaper is not None:
                 switch.reaper_back_after_primary_s = max(0.0, time.monotonic() - back)
+            else:
+                self.finding(f"{switch.kind}: no reaper took the reaper lock within 30 s")
         finally:
             probe.close()
         switch.missing_after = len(self.check_acknowledged(f"the {switch.kind}", acknowledged))
@@ -220,29 +245,33 @@ class FailoverRunner:
         self.say(switch.line())
         return switch
 
-    def _acknowledged(self) -> dict[str, int]:
-        """client_order_id -> trade id of every placement a client got a 201 or 200 for."""
+    def _acknowledged(self) -> dict[str, tuple[int, int]]:
+        """client_order_id -> (trade id, customer id) of every placement a client got a 201
+        or 200 for."""
         return {
-            order.key: order.trade_id
+            order.key: (order.trade_id, order.customer_id)
             for order in list(self.traffic.orders)
             if order.outcome == "accepted" and order.trade_id is not None
         }
 
     def check_acknowledged(
-        self, after: str, acknowledged: dict[str, int] | None = None
+        self, after: str, acknowledged: dict[str, tuple[int, int]] | None = None
     ) -> list[str]:
-        """The acknowledged placements (by default all so far) whose trade is missing."""
+        """The acknowledged placements (by default all so far) whose trade is missing: no
+        trade with that id, customer and client_order_id (a trade lost with its sequence
+        value could leave its id to another)."""
         if acknowledged is None:
             acknowledged = self._acknowledged()
         probe = Probe(self.url, "chaos-acknowledged")
         try:
             rows = probe.rows(
-                "SELECT id FROM trades_trade WHERE id = ANY(%s)", (list(acknowledged.values()),)
+                "SELECT id, customer_id, client_order_id FROM trades_trade WHERE id = ANY(%s)",
+                ([trade_id for trade_id, _ in acknowledged.values()],),
             )
         finally:
             probe.close()
-        present = {row[0] for row in rows}
-        missing = sorted(key for key, trade_id in acknowledged.items() if trade_id not in present)
+        present = {(trade_id, customer_id): key for trade_id, customer_id, key in rows}
+        missing = sorted(key for key, ids in acknowledged.items() if present.get(ids) != key)
         with self._lock:
             self.missing_keys |= set(missing)
         if missing:
@@ -271,30 +300,61 @@ def _reaper_locks(probe: Probe) -> int | None:
     return None if rows is None else rows[0][0]
 
 
+@dataclass(frozen=True)
+class Plan:
+    customers: list[tuple[str, Decimal, dict[str, int]]]
+    exchange_seed: int
+    traffic_rng: random.Random
+    rate: float
+    warmup: float
+    failovers: int
+    switchovers: int
+
+
 def run(args: argparse.Namespace, seed: int, log_dir: Path, say: Callable, plain: Callable) -> int:
     """The failover soak; `args` as parsed by chaos.soak (--short: one failover)."""
-    from chaos.soak import HALVES, REAPERS, drain, start_stack
-
-    failovers = 1 if args.short else 3
-    switchovers = 1
-    customer_count = args.customers or (100 if args.short else 300)
-    rate = args.rate or (10.0 if args.short else 15.0)
-    warmup = 8.0 if args.short else 15.0
-    say(
-        f"HA soak: {failovers} failovers and {switchovers} switchover; {customer_count} "
-        f"customers at {rate:g} orders/s; replay: python -m chaos --ha --seed {seed}"
-        f"{' --short' if args.short else ''}"
-    )
     rng = random.Random(seed)
-    customer_plans = plan_customers(rng, customer_count)
-    exchange_seed = rng.randrange(2**31)
-    traffic_rng = random.Random(rng.getrandbits(64))
+    plan = Plan(
+        customers=plan_customers(rng, args.customers or (100 if args.short else 300)),
+        exchange_seed=rng.randrange(2**31),
+        traffic_rng=random.Random(rng.getrandbits(64)),
+        rate=args.rate or (10.0 if args.short else 15.0),
+        warmup=8.0 if args.short else 15.0,
+        failovers=1 if args.short else 3,
+        switchovers=1,
+    )
+    say(
+        f"HA soak: {plan.failovers} failovers and {plan.switchovers} switchover; "
+        f"{len(plan.customers)} customers at {plan.rate:g} orders/s; replay: python -m chaos "
+        f"--ha --seed {seed}{' --short' if args.short else ''}"
+    )
 
     cluster = HaCluster(HA_ROOT, HA_BASE_PORT)
     cluster.destroy()
-    started = time.monotonic()
-    cluster.start()
-    say(f"HA cluster up in {time.monotonic() - started:.1f}s: {cluster.patronictl('list').stdout}")
+    try:
+        started = time.monotonic()
+        cluster.start()
+        members = cluster.patronictl("list").stdout
+        say(f"HA cluster up in {time.monotonic() - started:.1f}s:\n{members}")
+        outcome, runner, extra = _soak(cluster, args, plan, log_dir, say)
+    finally:
+        try:
+            if cluster.logs.exists():
+                shutil.copytree(cluster.logs, log_dir / "ha", dirs_exist_ok=True)
+        finally:
+            cluster.stop()
+    summary = render(seed, outcome, runner, extra, log_dir, say, plain)
+    failed = outcome.failed() or summary["lost_acknowledged"] or summary["findings"]
+    return 1 if failed else 0
+
+
+def _soak(
+    cluster: HaCluster, args: argparse.Namespace, plan: Plan, log_dir: Path, say: Callable
+) -> tuple[Outcome, FailoverRunner, list[str]]:
+    """On a running cluster: the database, the stack, the traffic, the switches, the
+    drain and the checks."""
+    from chaos.soak import HALVES, REAPERS, drain, start_stack
+
     recreate_database(cluster.database_url("postgres"), CHAOS_DATABASE)
     url = cluster.database_url(CHAOS_DATABASE)
     migrate(url, log_file=log_dir / "migrate.log")
@@ -329,17 +389,17 @@ def run(args: argparse.Namespace, seed: int, log_dir: Path, say: Callable, plain
     outcome: Outcome | None = None
     extra: list[str] = []
     try:
-        start_stack(stack, probes, exchange_seed, say)
-        customers = create_customers(customer_plans)
-        say(f"{len(customers)} customers opened; traffic at {rate:g} orders/s")
+        start_stack(stack, probes, plan.exchange_seed, say)
+        customers = create_customers(plan.customers)
+        say(f"{len(customers)} customers opened; traffic at {plan.rate:g} orders/s")
         writes.start()
         supervisor.start()
-        clients = start_clients(customers, traffic, traffic_rng, threads=8, rate=rate)
-        traffic.stop_placing.wait(warmup)  # traffic before the first failover
-        for _ in range(failovers):
+        clients = start_clients(customers, traffic, plan.traffic_rng, threads=8, rate=plan.rate)
+        traffic.stop_placing.wait(plan.warmup)  # traffic before the first failover
+        for _ in range(plan.failovers):
             runner.kill_primary()
             traffic.stop_placing.wait(STEADY_SECONDS)
-        for _ in range(switchovers):
+        for _ in range(plan.switchovers):
             runner.switch_over()
             traffic.stop_placing.wait(STEADY_SECONDS)
         traffic.stop_placing.set()
@@ -361,12 +421,8 @@ def run(args: argparse.Namespace, seed: int, log_dir: Path, say: Callable, plain
         writes.halt.set()
         supervisor.halt.set()
         stack.close()
-        shutil.copytree(cluster.logs, log_dir / "ha", dirs_exist_ok=True)
-        cluster.stop()
     assert outcome is not None  # verify() ran, or its exception has left already
-    summary = render(seed, outcome, runner, extra, log_dir, say, plain)
-    failed = outcome.failed() or summary["lost_acknowledged"] or summary["findings"]
-    return 1 if failed else 0
+    return outcome, runner, extra
 
 
 def render(
@@ -398,13 +454,20 @@ def render(
     for line in lines:
         say("    " + line)
     findings = runner.findings + extra_findings + outcome.findings + tracebacks
+    counters = runner.traffic.counters
     server_errors = {
         code: n
-        for code, n in runner.traffic.counters.items()
-        if code.startswith("server_errors_") and code != "server_errors_503"
+        for code, n in counters.items()
+        if code.startswith("server_errors_") and code != "server_errors_503_database_unavailable"
     }
     if server_errors:
         findings.append(f"answers other than 503 database_unavailable: {server_errors}")
+    if counters["timeouts"] or counters["connection_errors"]:
+        # The web stays up through a failover: it answers 503 at once, never hangs.
+        findings.append(
+            f"requests that timed out ({counters['timeouts']}) or found no web to connect "
+            f"to ({counters['connection_errors']})"
+        )
     say(f"  findings ({len(findings)}):")
     for text in findings:
         say("    - " + text.replace("\n", "\n      "))

@@ -262,7 +262,7 @@ class Client(threading.Thread):
                     self.traffic.count("rate_limited")
                     wait = min(float(response.headers.get("Retry-After", "1")), MAX_BACKOFF)
                 elif response.status_code >= 500:
-                    self.traffic.count(f"server_errors_{response.status_code}")
+                    self.traffic.count(f"server_errors_{response.status_code}{_code(response)}")
                     wait = backoff
                 else:
                     return response
@@ -288,3 +288,13 @@ def start_clients(
     for client in clients:
         client.start()
     return clients
+
+
+def _code(response: requests.Response) -> str:
+    """`_<error>` of a JSON error body (database_unavailable, …), or nothing."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    return f"_{error}" if isinstance(error, str) else ""

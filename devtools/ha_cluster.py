@@ -19,6 +19,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -89,14 +90,13 @@ class Node:
         return f"http://127.0.0.1:{self.api_port}"
 
     def postmaster_pid(self) -> int | None:
-        """The postmaster's pid from its pid file, if the file names a live process."""
+        """The postmaster's pid from its pid file, if that process is this node's
+        postmaster (a stale file may name an unrelated process by now)."""
         try:
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if str(self.data_dir) not in _command_line(pid):
             return None
         return pid
 
@@ -151,7 +151,7 @@ class HaCluster:
             self._wait_gone(node.name, 30)
             pid = node.postmaster_pid()
             if pid is not None:
-                _kill_group(pid, signal.SIGKILL)
+                _kill_group(os.getpgid(pid), signal.SIGKILL)
         self._terminate("etcd")
         self._wait_gone("etcd", 10)
 
@@ -172,14 +172,16 @@ class HaCluster:
         self._spawn(name, [str(_venv_bin("patroni")), str(config)], as_server=True)
 
     def kill_node(self, name: str) -> None:
-        """Like the machine dying: SIGKILL Patroni and the whole postmaster process group."""
+        """Like the machine dying: SIGKILL Patroni's process group and the postmaster's
+        (Patroni starts Postgres in a session of its own). The kernel closes their sockets,
+        so clients see a reset at once, not the silence of a vanished host."""
         node = self.node(name)
         postmaster = node.postmaster_pid()
         pid = self._pid(name)
         if pid is not None:
             _kill_group(pid, signal.SIGKILL)
         if postmaster is not None:
-            _kill_group(postmaster, signal.SIGKILL)
+            _kill_group(os.getpgid(postmaster), signal.SIGKILL)
         self._wait_gone(name, 10)
 
     # -- asking Patroni -------------------------------------------------------------
@@ -284,6 +286,10 @@ class HaCluster:
         )
         deadline = time.monotonic() + 30
         while True:
+            if not self._alive("etcd"):
+                raise HaUnavailable(
+                    f"etcd exited (is port {self.etcd_port} taken?); see {self.logs / 'etcd.log'}"
+                )
             try:
                 if requests.get(f"{client}/health", timeout=1).ok:
                     return
@@ -354,7 +360,8 @@ class HaCluster:
         as_user: dict[str, Any] = {}
         env = dict(os.environ)
         if as_server and os.geteuid() == 0:
-            as_user = {"user": embedded_postgres.SYSTEM_USER}
+            entry = pwd.getpwnam(embedded_postgres.SYSTEM_USER)
+            as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
             env["HOME"] = str(self.root)
         proc = subprocess.Popen(
             argv,
@@ -367,31 +374,29 @@ class HaCluster:
             **as_user,
         )
         log.close()
-        (self.root / "pids" / f"{name}.pid").write_text(str(proc.pid))
+        # The start time tells this process from a later one that got the same pid.
+        (self.root / "pids" / f"{name}.pid").write_text(f"{proc.pid} {_start_time(proc.pid)}")
 
     def _pid(self, name: str) -> int | None:
+        """The pid of the process we started as `name`, while it runs."""
         try:
-            return int((self.root / "pids" / f"{name}.pid").read_text())
+            pid, started = (self.root / "pids" / f"{name}.pid").read_text().split()
         except (OSError, ValueError):
             return None
-
-    def _alive(self, name: str) -> bool:
-        pid = self._pid(name)
-        if pid is None:
-            return False
         try:
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child and has exited
+            os.waitpid(int(pid), os.WNOHANG)  # reap it if it is our child and has exited
         except ChildProcessError:
             pass
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return not _is_zombie(pid)
+        if _start_time(int(pid)) != started or _is_zombie(int(pid)):
+            return None
+        return int(pid)
+
+    def _alive(self, name: str) -> bool:
+        return self._pid(name) is not None
 
     def _terminate(self, name: str) -> None:
         pid = self._pid(name)
-        if pid is not None and self._alive(name):
+        if pid is not None:
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -399,16 +404,17 @@ class HaCluster:
 
     def _wait_gone(self, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while self._alive(name):
+        while (pid := self._pid(name)) is not None:
             if time.monotonic() > deadline:
-                pid = self._pid(name)
-                if pid is not None:
-                    _kill_group(pid, signal.SIGKILL)
+                _kill_group(pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
+        (self.root / "pids" / f"{name}.pid").unlink(missing_ok=True)
 
 
 def _kill_group(pid: int, sig: signal.Signals) -> None:
+    if pid == os.getpgrp():
+        raise RuntimeError("refusing to signal our own process group")
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -418,11 +424,29 @@ def _kill_group(pid: int, sig: signal.Signals) -> None:
             pass
 
 
-def _is_zombie(pid: int) -> bool:
+def _proc_stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name (state first)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return []
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _proc_stat(pid)
+    return fields[19] if len(fields) > 19 else None  # field 22 of stat: starttime
+
+
+def _is_zombie(pid: int) -> bool:
+    fields = _proc_stat(pid)
+    return bool(fields) and fields[0] == "Z"
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _venv_bin(name: str) -> Path:
@@ -430,12 +454,12 @@ def _venv_bin(name: str) -> Path:
 
 
 def _make_reachable(path: Path) -> None:
-    """Let the server's user traverse to `path` (as the embedded Postgres does for its
-    binaries)."""
-    from pgserver.utils import ensure_prefix_permissions
-
-    if path.exists():
-        ensure_prefix_permissions(path)
+    """Let the server's user reach `path` (this virtualenv's interpreter, which may live
+    under /root): search permission on every directory above it, nothing more."""
+    for directory in path.parents:
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
 
 
 def _chown_to_server(path: Path) -> None:

@@ -1,9 +1,10 @@
 """Settings for every environment; production changes behaviour through environment variables."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -108,14 +109,25 @@ def _database_url() -> str:
     return embedded_postgres.ensure_running()
 
 
-DATABASES = {"default": env.db_url_config(_database_url())}
+def _same_port_rule(url: str) -> str:
+    """libpq gives a host listed without a port the default port, django-environ the last
+    port listed: a URL naming ports for only some of its hosts means different servers to
+    each, so it is refused."""
+    hosts = urlsplit(url).netloc.rsplit("@", 1)[-1].split(",")
+    with_port = [host for host in hosts if re.search(r":\d+$", host)]
+    if len(hosts) > 1 and with_port and len(with_port) != len(hosts):
+        raise ImproperlyConfigured(
+            "DATABASE_URL names a port for some of its hosts only: give every host its port."
+        )
+    return url
+
+
+DATABASES = {"default": env.db_url_config(_same_port_rule(_database_url()))}
 # django-environ leaves a percent-encoded Unix socket directory as it is.
 DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"])
 if "," in DATABASES["default"]["HOST"]:
     # Several hosts (a Patroni cluster): never settle for a standby.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "target_session_attrs", "read-write"
-    )
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("target_session_attrs", "read-write")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # No health check (a `SELECT 1` before every request's first query): a connection that a
 # database restart broke fails its request with a 503 (brokerage.errors) and is replaced.

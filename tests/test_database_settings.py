@@ -19,10 +19,11 @@ SHOW = (
 CLUSTER = "postgres://broker@10.0.0.1:5432,10.0.0.2:5432,10.0.0.3:6432/brokerage"
 
 
-def database_settings(url: str) -> dict:
+def with_database_url(url: str, code: str) -> subprocess.CompletedProcess:
+    """`code` run after Django's set-up in a process of its own, on DATABASE_URL=`url`."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    result = subprocess.run(
-        [sys.executable, "-c", f"import django; django.setup(); {SHOW}"],
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
         cwd=REPO_ROOT,
         env={
             **env,
@@ -34,6 +35,10 @@ def database_settings(url: str) -> dict:
         text=True,
         timeout=60,
     )
+
+
+def database_settings(url: str) -> dict:
+    result = with_database_url(url, SHOW)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -71,3 +76,9 @@ def test_every_session_notices_a_dead_peer_within_seconds():
         )
         assert idle + every * count <= 15
         assert options["tcp_user_timeout"] == 10_000
+
+
+def test_a_url_with_ports_for_only_some_hosts_is_refused():
+    result = with_database_url("postgres://broker@10.0.0.1,10.0.0.2:5433/brokerage", "")
+    assert result.returncode != 0
+    assert "give every host its port" in result.stderr
