@@ -212,6 +212,41 @@ def ensure_running(pgdata: Path | None = None) -> str:
     return database_url(pgdata)
 
 
+def start_hot_standby(primary: Path, standby: Path) -> str:
+    """Copy the running embedded server at `primary` into the new directory `standby` as a
+    hot standby streaming from it (pg_basebackup -R), start it on a socket of its own and
+    return its DATABASE_URL."""
+    as_user = _run_as_postgres_user()
+    standby.mkdir(mode=0o700, parents=True)
+    _chown_for_server(standby)
+    subprocess.run(
+        [
+            _bin("pg_basebackup"),
+            "-D",
+            str(standby),
+            "-R",
+            "--checkpoint=fast",
+            "--wal-method=stream",
+            "-h",
+            str(socket_dir(primary)),
+            "-p",
+            str(PORT),
+            "-U",
+            SUPERUSER,
+        ],
+        check=True,
+        capture_output=True,
+        **as_user,
+    )
+    # The copy has the primary's socket lock (its sockets live in its data directory)
+    # and log; the standby makes its own.
+    for copied in (f".s.PGSQL.{PORT}.lock", "server.log"):
+        (standby / copied).unlink(missing_ok=True)
+    with open(standby / "postgresql.conf", "a") as conf:
+        conf.write("hot_standby = on\n")
+    return ensure_running(standby)
+
+
 def stop(pgdata: Path | None = None, mode: str = "fast") -> None:
     pgdata = pgdata or data_dir()
     with _exclusive(pgdata):

@@ -7,6 +7,7 @@ Django's request cycle."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -14,6 +15,8 @@ from typing import Any
 
 import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
+
+logger = logging.getLogger("outbox.connections")
 
 # Django's own database OPTIONS, and those our sessions set for themselves; every other
 # option is a libpq connection parameter (sslmode, sslrootcert, target_session_attrs, …)
@@ -61,17 +64,48 @@ def connection_kwargs(alias: str = "default") -> dict[str, Any]:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
+class ServerIsStandby(psycopg.OperationalError):
+    """A dedicated session reached a hot standby. An advisory lock taken there guards
+    nothing (locks are not replicated: the primary, and every session on it, never see it)
+    and LISTEN and NOTIFY are refused; the session was closed, and is tried again like a
+    lost one."""
+
+
 def dedicated_connection(
     application_name: str, alias: str = "default", lock_timeout: str | None = None
 ) -> psycopg.Connection:
-    """An autocommit session of its own, named so operators can find it in pg_stat_activity."""
+    """An autocommit session of its own, named so operators can find it in pg_stat_activity,
+    on a primary (raises ServerIsStandby otherwise)."""
     kwargs = connection_kwargs(alias)
     if lock_timeout:
         kwargs["options"] = _with_lock_timeout(kwargs.get("options"), lock_timeout)
-    return psycopg.connect(
+    conn = psycopg.connect(
         **kwargs,
         autocommit=True,
         application_name=application_name[:63],
+    )
+    try:
+        refuse_standby(conn, application_name)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def refuse_standby(conn: psycopg.Connection, session: str) -> None:
+    """Raise ServerIsStandby, and say so in the log, if `conn` is on a server in recovery."""
+    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    if row is None or not row[0]:
+        return
+    logger.warning(
+        "event=session_on_standby session=%r host=%s port=%s: the server is a standby (in "
+        "recovery); not leading, listening or notifying until connected to a primary",
+        session,
+        conn.info.host,
+        conn.info.port,
+    )
+    raise ServerIsStandby(
+        f"{conn.info.host}:{conn.info.port} is a standby (in recovery), not a primary"
     )
 
 

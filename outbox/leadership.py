@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 
-from outbox.connections import dedicated_connection
+from outbox.connections import ServerIsStandby, dedicated_connection
 
 logger = logging.getLogger("outbox.leadership")
 
@@ -93,8 +93,9 @@ class ShardLeadership:
     tried for shards not held: session locks stack, and a stacked lock would survive
     one unlock.
 
-    After losing its session, a process waits `rejoin_after` seconds before contesting
-    locks again, so that healthy standbys win.
+    After losing its session (or reaching a Postgres hot standby, not the primary), a
+    process waits `rejoin_after` seconds before connecting and contesting locks again, so
+    that healthy standbys win.
 
     With `lease_timeout`, a leader writes a heartbeat at every `maintain()`, and a
     standby ends the lock session of a leader whose heartbeat is older than the timeout
@@ -135,6 +136,8 @@ class ShardLeadership:
         lost: list[int] = []
         try:
             if self._conn is None or self._conn.closed:
+                if not self.held and time.monotonic() < self._contest_after:
+                    return [], []  # a new session would have nothing to do yet
                 self._conn = self._connect()
             if self.held:
                 rows = self._conn.execute(_HELD_LOCKS_SQL, (self.namespace,)).fetchall()
@@ -151,7 +154,8 @@ class ShardLeadership:
             if self.lease_timeout and len(gained) < len(candidates):
                 self._depose_frozen([s for s in candidates if s not in self.held])
         except psycopg.Error as exc:
-            logger.warning("event=lock_session_lost holder=%s error=%r", self.holder, exc)
+            if not isinstance(exc, ServerIsStandby):  # logged where it was raised
+                logger.warning("event=lock_session_lost holder=%s error=%r", self.holder, exc)
             lost += list(self.held)
             self.held.clear()
             self._close()

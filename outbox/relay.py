@@ -20,7 +20,7 @@ from typing import Protocol
 import psycopg
 from django.db import DatabaseError, connection
 
-from outbox.connections import session_failed
+from outbox.connections import ServerIsStandby, session_failed
 from outbox.fencing import StaleLeader
 from outbox.leadership import ShardLeadership
 from outbox.notify import ShardListener
@@ -36,6 +36,7 @@ GROUP BY customer_id ORDER BY min(id) LIMIT %s
 _SHARDS_WITH_WORK_SQL = "SELECT DISTINCT shard FROM outbox_outboxmessage WHERE shard = ANY(%s)"
 
 CUSTOMER_SET_ASIDE_SECONDS = 5.0
+LISTEN_RETRY_SECONDS = 1.0
 
 
 class SetAside(Exception):
@@ -133,6 +134,7 @@ class ShardRelay:
         self.listener = listener or ShardListener(self.shards, f"listener {name}")
         self._clock = clock
         self._next_locks = 0.0
+        self._listen_again_at = 0.0
         self._stop = threading.Event()
         # Shards whose handler asked for a rest: left alone until this time.
         self._rest_until: dict[int, float] = {}
@@ -224,12 +226,18 @@ class ShardRelay:
     # -- waking up -------------------------------------------------------------------------
 
     def _wait_for_notifications(self, timeout: float) -> set[int]:
-        """Block up to `timeout` for NOTIFYs on our shards' channels; returns the shards."""
+        """Block up to `timeout` for NOTIFYs on our shards' channels; returns the shards.
+        Without a listening session (lost, or its server a standby), every shard held
+        counts as notified, and a new session is tried LISTEN_RETRY_SECONDS later."""
+        if self._clock() < self._listen_again_at:
+            self._stop.wait(timeout)
+            return set(self.leadership.held)
         try:
             return self.listener.wait(timeout)
         except psycopg.Error as exc:
-            logger.warning("event=listener_lost worker=%s error=%r", self.name, exc)
-            # Notifications may have been missed while we were away: poll everything held.
+            if not isinstance(exc, ServerIsStandby):  # logged where it was raised
+                logger.warning("event=listener_lost worker=%s error=%r", self.name, exc)
+            self._listen_again_at = self._clock() + LISTEN_RETRY_SECONDS
             self._stop.wait(min(timeout, self.lock_retry_interval))
             return set(self.leadership.held)
 
