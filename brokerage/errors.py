@@ -171,17 +171,20 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return JsonResponse({"error": "not_found", "detail": "No such URL."}, status=404)
 
 
+def json_database_unavailable() -> JsonResponse:
+    response = JsonResponse(
+        {"error": "database_unavailable", "detail": DATABASE_UNAVAILABLE}, status=503
+    )
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def json_server_error(request: HttpRequest) -> JsonResponse:
-    """What an exception no view handled becomes (Django calls this while handling it): the
-    admin's pages and the middleware reach the database outside DRF's handler, and a
-    failover there is a 503 to retry, like the API's."""
+    """What an exception nothing handled becomes (Django calls this while handling it, with
+    DEBUG off): one raised in a middleware's own work can be a database outage too."""
     exc = sys.exc_info()[1]
     if isinstance(exc, Exception) and database_unavailable(exc):
-        response = JsonResponse(
-            {"error": "database_unavailable", "detail": DATABASE_UNAVAILABLE}, status=503
-        )
-        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
-        return response
+        return json_database_unavailable()
     return JsonResponse(
         {"error": "server_error", "detail": "Something went wrong on our side."}, status=500
     )

@@ -25,6 +25,7 @@ LOG_EVENTS = (
     "event=leadership_dropped",
     "event=lock_session_lost",
     "event=listener_lost",
+    "event=session_on_standby",
     "event=database_error",
     "event=submit_failed",
     "event=quote_failed",
