@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 
 .PHONY: install proxy run test lint format db db-stop psql demo bench chaos clean \
-	ha-install ha ha-stop ha-status chaos-ha
+	ha-install ha ha-stop ha-status chaos-ha manage
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -105,7 +105,13 @@ chaos-ha: ha-install
 
 ## With `make run` up: a customer places a few trades and watches them settle.
 demo: install
-	$(BIN)/python -m devtools.demo
+	PORT=$(PORT) $(BIN)/python -m devtools.demo
+
+## manage.py as `make run` runs it (development settings, the embedded Postgres unless
+## DATABASE_URL is set), e.g. make manage ARGS='create_customer bob --cash 1000.00'.
+manage: install
+	DEBUG=$${DEBUG:-true} DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-settings.base} \
+	  $(BIN)/python manage.py $(ARGS)
 
 clean:
 	-$(BIN)/python -m devtools.embedded_postgres stop

@@ -1,12 +1,13 @@
 from django.db import connection
 from django.db.utils import Error as DatabaseError
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers; unauthenticated, for load balancers and `make run`."""
+    """Liveness: 200 when the database answers (GET or HEAD); unauthenticated, for load
+    balancers and `make run`. Whether the system can trade is /readyz."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

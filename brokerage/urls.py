@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from balances.apis import AccountApi
 from brokerage.health import healthz
 from execution.apis import ExchangeCallbackApi
+from outbox.health import readyz
 from trades.apis import TradeCancelApi, TradeDetailApi, TradeListCreateApi
 
 api_v1 = [
@@ -24,4 +25,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("exchange/callback/", ExchangeCallbackApi.as_view(), name="exchange-callback"),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
 ]

@@ -21,6 +21,7 @@ LEADER_WRITES = "old_status = 'placed' AND new_status IN ('in_progress', 'reject
 LOG_EVENTS = (
     "event=stale_leader",
     "event=leadership_taken",
+    "event=lock_taken",
     "event=leadership_lost",
     "event=leadership_dropped",
     "event=lock_session_lost",

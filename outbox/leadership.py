@@ -84,6 +84,22 @@ WHERE l.shard = %s AND l.holder <> %s
 OLD_LEADER_IDLE_SECONDS = 0.2
 
 
+def shard_ranges(shards: list[int]) -> str:
+    """0-3,7 for [0, 1, 2, 3, 7] (sorted input)."""
+    parts: list[str] = []
+    start = previous = None
+    for shard in shards:
+        if start is not None and previous is not None and shard == previous + 1:
+            previous = shard
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = shard
+    if start is not None:
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+    return ",".join(parts)
+
+
 class ShardLeadership:
     """The shards this process leads, and the epoch it took each one with.
 
@@ -199,9 +215,16 @@ class ShardLeadership:
                     continue
             self.held[shard] = epoch
             gained.append(shard)
+            logger.debug("event=shard_taken shard=%s epoch=%s holder=%s", shard, epoch, self.holder)
+        if gained and self.leases:
             logger.info(
-                "event=leadership_taken shard=%s epoch=%s holder=%s", shard, epoch, self.holder
+                "event=leadership_taken holder=%s shards=%s count=%d",
+                self.holder,
+                shard_ranges(gained),
+                len(gained),
             )
+        elif gained:
+            logger.info("event=lock_taken holder=%s", self.holder)
         return gained
 
     def _end_idle_old_leader(self, shard: int) -> None:

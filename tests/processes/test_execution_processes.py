@@ -349,7 +349,7 @@ def start_two_reapers_and_no_callbacks(stack: Stack, active: str) -> None:
     stack.start_worker("w1")
     stack.start_reaper(name=active)
     wait_for(
-        lambda: "event=leadership_taken" in stack.log(active),
+        lambda: "event=lock_taken" in stack.log(active),
         timeout=20,
         what="the first reaper to become active",
     )
