@@ -1,11 +1,13 @@
 import json
 import logging
+import time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from brokerage.errors import database_unavailable, json_database_unavailable
+from brokerage.logs import request_id_for, reset_request_id, set_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -49,3 +51,33 @@ class DatabaseUnavailableMiddleware:
             return None
         logger.warning("event=database_unavailable path=%s error=%r", request.path, exception)
         return json_database_unavailable()
+
+
+access_log = logging.getLogger("brokerage.access")
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (a trusted proxy's X-Request-ID, else a new one) that every
+    log line it causes carries and the response returns, and logs one access line."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.trust_proxy = settings.REST_FRAMEWORK.get("NUM_PROXIES", 0) > 0
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request_id_for(request.META.get("HTTP_X_REQUEST_ID"), trusted=self.trust_proxy)
+        token = set_request_id(request_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            access_log.info(
+                "event=request method=%s path=%s status=%d duration_ms=%.1f",
+                request.method,
+                request.path,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
+            return response
+        finally:
+            reset_request_id(token)

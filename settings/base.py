@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "brokerage.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "brokerage.middleware.RequestBodyLimitMiddleware",
     "brokerage.middleware.DatabaseUnavailableMiddleware",
@@ -231,13 +232,35 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# One handler, on the root logger: every line once (Django's own console handler for its
+# loggers is taken away, or under DEBUG each of its lines appeared twice). LOG_FORMAT=json
+# for log shippers. ACCESS_LOG=false drops the per-request line.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "brokerage.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(request_suffix)s"},
+        "json": {"()": "brokerage.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+        "brokerage.access": {
+            "level": "INFO" if env.bool("ACCESS_LOG", default=True) else "WARNING"
+        },
+    },
 }
 
 # --- Trading -----------------------------------------------------------------------------
