@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,22 @@ Brokerage starting on {base}  (ready when {base}/healthz answers)
     honcho = str(Path(python).parent / "honcho")
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     os.chdir(REPO_ROOT)
-    os.execve(honcho, [honcho, "start", "-f", str(PROCFILE), *processes], env)
+    # Ctrl-C reaches honcho too (the terminal signals the whole group); honcho stops every
+    # process, and then we say what is still running.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = subprocess.run([honcho, "start", "-f", str(PROCFILE), *processes], env=env).returncode
+    if code in (130, -signal.SIGINT):
+        print(f"\nStopped every process. {_database_left_running(env)}", flush=True)
+        return 0
+    return code
+
+
+def _database_left_running(env: dict[str, str]) -> str:
+    if env.get("HA") == "1":
+        return "The HA cluster keeps running (make ha-stop stops it)."
+    if not os.environ.get("DATABASE_URL"):
+        return "The embedded Postgres keeps running, with its data (make db-stop stops it)."
+    return "The database of DATABASE_URL was not touched."
 
 
 def procfile_processes() -> list[str]:
