@@ -2,6 +2,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -74,7 +75,8 @@ class RequestIdMiddleware:
             access_log.info(
                 "event=request method=%s path=%s status=%d duration_ms=%.1f",
                 request.method,
-                request.path,
+                # Percent-encoded again: a decoded newline would forge a log line.
+                quote(request.path, safe="/:@!$&'()*+,;-._~"),
                 response.status_code,
                 (time.perf_counter() - started) * 1000,
             )

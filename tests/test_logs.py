@@ -94,3 +94,11 @@ def test_log_format_json_writes_one_object_per_line():
     assert {"message": "event=json k=v", "logger": "trades"}.items() <= next(
         line for line in lines if line["logger"] == "trades"
     ).items()
+
+
+def test_a_path_cannot_forge_a_log_line(client, caplog):
+    caplog.set_level(logging.INFO, logger="brokerage.access")
+    client.get("/nowhere%0A2026-01-01 INFO fake event=forged")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "brokerage.access"]
+    assert "\n" not in line
+    assert "path=/nowhere%0A2026-01-01%20INFO%20fake%20event%3Dforged status=404" in line
