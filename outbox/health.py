@@ -92,20 +92,22 @@ def leadership_now(shard_count: int | None = None) -> Leadership:
     for shard in range(count):
         epoch, holder, age = leases.get(shard, (None, None, None))
         leader = locked_by.get(shard)
-        states.append(
-            ShardState(
-                shard=shard,
-                leader=leader,
-                epoch=epoch if leader is not None and holder == leader else None,
-                heartbeat_age_s=age if leader is not None and holder == leader else None,
-            )
-        )
+        if leader is not None and holder is not None and _same_session(holder, leader):
+            states.append(ShardState(shard, leader=holder, epoch=epoch, heartbeat_age_s=age))
+        else:
+            states.append(ShardState(shard, leader=leader, epoch=None, heartbeat_age_s=None))
     return Leadership(
         shards=states,
         workers=dict(sorted(workers.items())),
         reaper=reaper,
         standby_reapers=sorted(standby_reapers),
     )
+
+
+def _same_session(holder: str, session_name: str) -> bool:
+    """Whether the lease's holder is the worker whose lock session is named `session_name`
+    (Postgres cuts application_name at 63 characters)."""
+    return (LEADER_PREFIX + holder)[:63] == LEADER_PREFIX + session_name
 
 
 @require_safe
