@@ -52,7 +52,7 @@ SERVER_SETTINGS = {
 }
 
 
-def _pgserver_bin_path() -> Path:
+def bin_path() -> Path:
     # pgserver asks platformdirs for a runtime dir at import time and warns when
     # XDG_RUNTIME_DIR is unset; we never use that directory.
     with warnings.catch_warnings():
@@ -62,7 +62,7 @@ def _pgserver_bin_path() -> Path:
 
 
 def _bin(name: str) -> str:
-    return str(_pgserver_bin_path() / name)
+    return str(bin_path() / name)
 
 
 def data_dir() -> Path:
@@ -82,7 +82,7 @@ def database_url(pgdata: Path | None = None, database: str = DATABASE_NAME) -> s
     return f"postgres://{SUPERUSER}@{host}:{PORT}/{database}"
 
 
-def _run_as_postgres_user() -> dict:
+def server_user() -> dict:
     if os.geteuid() != 0:
         return {}
     with warnings.catch_warnings():
@@ -92,25 +92,25 @@ def _run_as_postgres_user() -> dict:
     return {"user": SYSTEM_USER}
 
 
-def _chown_for_server(path: Path) -> None:
+def chown_for_server(path: Path) -> None:
     if os.geteuid() != 0:
         return
     entry = pwd.getpwnam(SYSTEM_USER)
     os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def _make_traversable(path: Path) -> None:
+def make_traversable(path: Path) -> None:
     """As root, the unprivileged server user must be able to reach the data directory."""
     if os.geteuid() != 0:
         return
     from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
 
-    bin_path = _pgserver_bin_path()
+    binaries = bin_path()
     ensure_prefix_permissions(path)
-    ensure_prefix_permissions(bin_path)
+    ensure_prefix_permissions(binaries)
     read = stat.S_IRGRP | stat.S_IROTH
-    ensure_folder_permissions(bin_path, read | stat.S_IXGRP | stat.S_IXOTH)
-    ensure_folder_permissions(bin_path.parent / "lib", read)
+    ensure_folder_permissions(binaries, read | stat.S_IXGRP | stat.S_IXOTH)
+    ensure_folder_permissions(binaries.parent / "lib", read)
 
 
 @contextmanager
@@ -132,14 +132,14 @@ def is_running(pgdata: Path | None = None) -> bool:
     result = subprocess.run(
         [_bin("pg_ctl"), "-D", str(pgdata), "status"],
         capture_output=True,
-        **_run_as_postgres_user(),
+        **server_user(),
     )
     return result.returncode == 0
 
 
 def _initdb(pgdata: Path, as_user: dict) -> None:
     pgdata.mkdir(parents=True, exist_ok=True)
-    _chown_for_server(pgdata)
+    chown_for_server(pgdata)
     os.chmod(pgdata, 0o700)
     subprocess.run(
         [
@@ -181,8 +181,8 @@ def ensure_running(pgdata: Path | None = None) -> str:
     pgdata = pgdata or data_dir()
     with _exclusive(pgdata):
         if not is_running(pgdata):
-            as_user = _run_as_postgres_user()
-            _make_traversable(pgdata.parent)
+            as_user = server_user()
+            make_traversable(pgdata.parent)
             if not (pgdata / "PG_VERSION").exists():
                 _initdb(pgdata, as_user)
             sockets = socket_dir(pgdata)
@@ -216,9 +216,9 @@ def start_hot_standby(primary: Path, standby: Path) -> str:
     """Copy the running embedded server at `primary` into the new directory `standby` as a
     hot standby streaming from it (pg_basebackup -R), start it on a socket of its own and
     return its DATABASE_URL."""
-    as_user = _run_as_postgres_user()
+    as_user = server_user()
     standby.mkdir(mode=0o700, parents=True)
-    _chown_for_server(standby)
+    chown_for_server(standby)
     subprocess.run(
         [
             _bin("pg_basebackup"),
@@ -255,7 +255,7 @@ def stop(pgdata: Path | None = None, mode: str = "fast") -> None:
                 [_bin("pg_ctl"), "-D", str(pgdata), "-w", "-m", mode, "stop"],
                 check=True,
                 capture_output=True,
-                **_run_as_postgres_user(),
+                **server_user(),
             )
 
 

@@ -168,7 +168,7 @@ class HaCluster:
         config = self.root / f"{name}.yml"
         # YAML is a superset of JSON.
         config.write_text(json.dumps(self._patroni_config(node), indent=2))
-        _chown_to_server(config)
+        embedded_postgres.chown_for_server(config)
         self._spawn(name, [str(_venv_bin("patroni")), str(config)], as_server=True)
 
     def kill_node(self, name: str) -> None:
@@ -258,13 +258,13 @@ class HaCluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         (self.root / "pids").mkdir(exist_ok=True)
         if os.geteuid() == 0:
-            embedded_postgres._run_as_postgres_user()  # creates the server's user
-            embedded_postgres._make_traversable(self.root)
+            embedded_postgres.server_user()  # creates the server's user
+            embedded_postgres.make_traversable(self.root)
             # Patroni runs on this virtualenv's interpreter, which may live under /root.
             for path in (Path(sys.executable), Path(os.path.realpath(sys.executable))):
                 _make_reachable(path)
-            _chown_to_server(self.root)
-            _chown_to_server(self.logs)
+            embedded_postgres.chown_for_server(self.root)
+            embedded_postgres.chown_for_server(self.logs)
 
     def _start_etcd(self) -> None:
         client = f"http://127.0.0.1:{self.etcd_port}"
@@ -302,7 +302,7 @@ class HaCluster:
     def _patroni_config(self, node: Node) -> dict[str, Any]:
         sockets = self.root / f"{node.name}-socket"
         sockets.mkdir(exist_ok=True)
-        _chown_to_server(sockets)
+        embedded_postgres.chown_for_server(sockets)
         return {
             "scope": SCOPE,
             "name": node.name,
@@ -334,7 +334,7 @@ class HaCluster:
                 "listen": f"127.0.0.1:{node.pg_port}",
                 "connect_address": f"127.0.0.1:{node.pg_port}",
                 "data_dir": str(node.data_dir),
-                "bin_dir": str(embedded_postgres._pgserver_bin_path()),
+                "bin_dir": str(embedded_postgres.bin_path()),
                 "pgpass": str(self.root / f"{node.name}.pgpass"),
                 "pg_hba": PG_HBA,
                 "authentication": {
@@ -460,13 +460,6 @@ def _make_reachable(path: Path) -> None:
         mode = directory.stat().st_mode
         if not mode & stat.S_IXOTH:
             directory.chmod(mode | stat.S_IXOTH)
-
-
-def _chown_to_server(path: Path) -> None:
-    if os.geteuid() != 0:
-        return
-    entry = pwd.getpwnam(embedded_postgres.SYSTEM_USER)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def main(argv: list[str]) -> int:
