@@ -4,7 +4,7 @@ check. The customer API does not serve the admin."""
 from django.contrib import admin
 from django.urls import path
 
-from brokerage.health import healthz
+from brokerage.health import healthz, process_metrics
 
 handler400 = "brokerage.errors.json_bad_request"
 handler403 = "brokerage.errors.json_forbidden"
@@ -14,4 +14,5 @@ handler500 = "brokerage.errors.json_server_error"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", process_metrics, name="metrics"),
 ]

@@ -3,7 +3,7 @@ health check, nothing a customer or a member of staff uses."""
 
 from django.urls import path
 
-from brokerage.health import healthz
+from brokerage.health import healthz, process_metrics
 from execution.apis import ExchangeCallbackApi
 
 handler400 = "brokerage.errors.json_bad_request"
@@ -14,4 +14,5 @@ handler500 = "brokerage.errors.json_server_error"
 urlpatterns = [
     path("exchange/callback/", ExchangeCallbackApi.as_view(), name="exchange-callback"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", process_metrics, name="metrics"),
 ]

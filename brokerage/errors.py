@@ -17,6 +17,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from brokerage.metrics import DATABASE_ERRORS
+
 logger = logging.getLogger(__name__)
 
 # The database went away (a restart, a failover) or gave up on a lock. Usually nothing
@@ -103,6 +105,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return response
     if database_unavailable(exc):
         logger.warning("event=database_unavailable error=%r", exc)
+        DATABASE_ERRORS.labels(where="request").inc()
         response = Response(
             {"error": "database_unavailable", "detail": DATABASE_UNAVAILABLE},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -172,6 +175,7 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def json_database_unavailable() -> JsonResponse:
+    DATABASE_ERRORS.labels(where="request").inc()
     response = JsonResponse(
         {"error": "database_unavailable", "detail": DATABASE_UNAVAILABLE}, status=503
     )

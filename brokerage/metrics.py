@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -24,9 +23,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
-from django.http import HttpRequest, HttpResponse
-from django.views.decorators.http import require_safe
 
 # Each counter's and histogram's creation time, as a series of its own: noise here.
 disable_created_metrics()
@@ -61,8 +59,7 @@ PLACE_TO_FILL_SECONDS = Histogram(
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HTTP_REQUESTS = Counter(
     "brokerage_http_requests_total",
-    "Requests answered, by view (the URL pattern's name; 'unmatched' for none), method "
-    "and status.",
+    "Requests answered, by view (the URL pattern's name; 'unmatched' for none), method and status.",
     ["view", "method", "status"],
 )
 HTTP_REQUEST_SECONDS = Histogram(
@@ -152,7 +149,7 @@ def exposition(*extra: CollectorRegistry) -> bytes:
     return output + b"".join(generate_latest(registry) for registry in extra)
 
 
-@require_safe
-def process_metrics(request: HttpRequest) -> HttpResponse:
-    """/metrics of the callback receiver and the admin: their processes' own metrics."""
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+def serve_metrics(port: int, address: str) -> None:
+    """Serve this process's metrics at http://address:port/metrics on a thread of its own
+    (a long-running command's); raises OSError if the port cannot be had."""
+    start_http_server(port, addr=address)

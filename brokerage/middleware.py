@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 
 from brokerage.errors import database_unavailable, json_database_unavailable
 from brokerage.logs import request_id_for, reset_request_id, set_request_id
+from brokerage.metrics import HTTP_METHODS, HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ access_log = logging.getLogger("brokerage.access")
 
 class RequestIdMiddleware:
     """Gives each request an id (a trusted proxy's X-Request-ID, else a new one) that every
-    log line it causes carries and the response returns, and logs one access line."""
+    log line it causes carries and the response returns, logs one access line and counts
+    the request in brokerage_http_requests_total and _duration_seconds."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -72,14 +74,20 @@ class RequestIdMiddleware:
         try:
             response = self.get_response(request)
             response["X-Request-ID"] = request_id
+            elapsed = time.perf_counter() - started
             access_log.info(
                 "event=request method=%s path=%s status=%d duration_ms=%.1f",
                 request.method,
                 # Percent-encoded again: a decoded newline would forge a log line.
                 quote(request.path, safe="/:@!$&'()*+,;-._~"),
                 response.status_code,
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
             )
+            match = request.resolver_match
+            view = (match.view_name or "unnamed") if match else "unmatched"
+            method = request.method if request.method in HTTP_METHODS else "other"
+            HTTP_REQUESTS.labels(view, method, response.status_code).inc()
+            HTTP_REQUEST_SECONDS.labels(view, method).observe(elapsed)
             return response
         finally:
             reset_request_id(token)

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from balances.apis import AccountApi
 from brokerage.health import healthz
 from execution.apis import ExchangeCallbackApi
+from execution.metrics import metrics
 from outbox.health import readyz
 from trades.apis import TradeCancelApi, TradeDetailApi, TradeListCreateApi
 
@@ -26,4 +27,5 @@ urlpatterns = [
     path("exchange/callback/", ExchangeCallbackApi.as_view(), name="exchange-callback"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]

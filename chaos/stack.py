@@ -43,14 +43,22 @@ class ChaosStack(Stack):
         super().start_web(workers, *extra)
         self._starters["web"] = lambda: Stack.start_web(self, workers, *extra)
 
-    def start_worker(self, name: str, shards: str = "all", **env: str) -> None:
-        super().start_worker(name, shards, **env)
+    def start_worker(
+        self, name: str, shards: str = "all", *, metrics_port: int = 0, **env: str
+    ) -> None:
+        super().start_worker(name, shards, metrics_port=metrics_port, **env)
         self.worker_parts[name] = shards
-        self._starters[name] = lambda: Stack.start_worker(self, name, shards, **env)
+        self._starters[name] = lambda: Stack.start_worker(
+            self, name, shards, metrics_port=metrics_port, **env
+        )
 
-    def start_reaper(self, interval: float = 0.5, name: str = "reaper") -> None:
-        super().start_reaper(interval, name)
-        self._starters[name] = lambda: Stack.start_reaper(self, interval, name)
+    def start_reaper(
+        self, interval: float = 0.5, name: str = "reaper", *, metrics_port: int = 0
+    ) -> None:
+        super().start_reaper(interval, name, metrics_port=metrics_port)
+        self._starters[name] = lambda: Stack.start_reaper(
+            self, interval, name, metrics_port=metrics_port
+        )
 
     def restart(self, name: str) -> None:
         """Start `name` again as it was first started (same name, shards and flags)."""

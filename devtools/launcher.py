@@ -56,6 +56,8 @@ def main() -> int:
         env["CALLBACK_WEB_PORT"] = env["CALLBACK_PORT"]
         env.setdefault("ADMIN_PORT", str(int(port) + 2))
         processes.remove("proxy")
+    # The workers' and the reaper's /metrics: METRICS_PORT_BASE + 0..4 (see the Procfile).
+    env.setdefault("METRICS_PORT_BASE", str(int(port) + 20))
     env.setdefault("CALLBACK_URL", f"http://127.0.0.1:{env['CALLBACK_PORT']}/exchange/callback/")
     env.setdefault("EXCHANGE_PORT", "9000")
     env.setdefault("EXCHANGE_URL", f"http://127.0.0.1:{env['EXCHANGE_PORT']}")
@@ -82,6 +84,9 @@ Brokerage starting on {base}  (ready when {base}/healthz answers)
        -H 'Authorization: Token {token}' -H 'Content-Type: application/json' \\
        -d '{{"ticker": "AAPL", "side": "buy", "quantity": 1}}'
   curl -s {base}/api/v1/account/ -H 'Authorization: Token {token}'
+
+  metrics (Prometheus): {_metrics_endpoints(env)}
+  status: make manage ARGS=status
 """,
         flush=True,
     )
@@ -110,6 +115,15 @@ Brokerage starting on {base}  (ready when {base}/healthz answers)
         print(f"\nStopped every process. {_database_left_running(env)}", flush=True)
         return 0
     return code
+
+
+def _metrics_endpoints(env: dict[str, str]) -> str:
+    base = int(env["METRICS_PORT_BASE"])
+    return (
+        f"http://127.0.0.1:{env['WEB_PORT']}/metrics (web, with the database's figures), "
+        f":{env['CALLBACK_WEB_PORT']}/metrics (callbacks), :{env['ADMIN_PORT']}/metrics (admin),"
+        f"\n    :{base}-{base + 3}/metrics (workers a1 a2 b1 b2), :{base + 4}/metrics (reaper)"
+    )
 
 
 def _database_left_running(env: dict[str, str]) -> str:

@@ -195,6 +195,8 @@ class Stack:
                 "-m",
                 "gunicorn",
                 "brokerage.wsgi",
+                "--config",
+                "python:brokerage.gunicorn_config",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
@@ -206,7 +208,10 @@ class Stack:
         )
         wait_for(lambda: self._answers(f"http://127.0.0.1:{port}/healthz"), timeout=20, what=name)
 
-    def start_worker(self, name: str, shards: str = "all", **env: str) -> None:
+    def start_worker(
+        self, name: str, shards: str = "all", *, metrics_port: int = 0, **env: str
+    ) -> None:
+        """`metrics_port`: serve its Prometheus metrics there (0: none)."""
         self._spawn(
             name,
             [
@@ -219,12 +224,27 @@ class Stack:
                 name,
                 "--lock-retry-interval",
                 "0.2",
+                "--metrics-port",
+                str(metrics_port),
             ],
             **env,
         )
 
-    def start_reaper(self, interval: float = 0.5, name: str = "reaper") -> None:
-        self._spawn(name, [sys.executable, "manage.py", "run_reaper", "--interval", str(interval)])
+    def start_reaper(
+        self, interval: float = 0.5, name: str = "reaper", *, metrics_port: int = 0
+    ) -> None:
+        self._spawn(
+            name,
+            [
+                sys.executable,
+                "manage.py",
+                "run_reaper",
+                "--interval",
+                str(interval),
+                "--metrics-port",
+                str(metrics_port),
+            ],
+        )
 
     def signal(self, name: str, sig: int) -> None:
         os.killpg(self.procs[name].pid, sig)

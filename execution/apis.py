@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from brokerage.api import error_responses
 from brokerage.errors import BrokerageError, Conflict, NotFound
+from brokerage.metrics import CALLBACKS
 from execution.exchange_client import parse_callback_payload
 from execution.settlement import ReportMismatch, SettleOutcome, trade_settle
 from execution.webhooks import verify_exchange_callback
@@ -39,6 +40,18 @@ class ExchangeCallbackApi(APIView):
         tags=["exchange"],
     )
     def post(self, request: Request) -> Response:
+        try:
+            outcome = self._settle(request)
+        except BrokerageError as exc:
+            CALLBACKS.labels(result=exc.code).inc()
+            raise
+        except Exception:
+            CALLBACKS.labels(result="error").inc()
+            raise
+        CALLBACKS.labels(result=outcome.value).inc()
+        return Response({"result": outcome.value})
+
+    def _settle(self, request: Request) -> SettleOutcome:
         payload = verify_exchange_callback(request.body, request.headers)
         try:
             report = parse_callback_payload(
@@ -54,4 +67,4 @@ class ExchangeCallbackApi(APIView):
         if outcome is SettleOutcome.UNKNOWN_TRADE:
             logger.error("event=callback_unknown_trade order=%s", report.client_order_id)
             raise NotFound("unknown_trade", f"No trade {report.client_order_id!r}.")
-        return Response({"result": outcome.value})
+        return outcome

@@ -1,6 +1,7 @@
 """HTTP client for the stock exchange, plus parsing of its order callbacks.
 
-Deliberately free of Django: callers pass the base URL and timeouts in.
+Deliberately free of Django: callers pass the base URL and timeouts in. Each request is
+counted in brokerage.metrics (plain prometheus-client).
 
 Error model for callers:
 
@@ -13,16 +14,19 @@ Error model for callers:
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 from urllib.parse import quote as urlquote
 
 import requests
+
+from brokerage.metrics import EXCHANGE_REQUEST_SECONDS, EXCHANGE_REQUESTS
 
 __all__ = [
     "ExchangeClient",
@@ -302,6 +306,43 @@ def parse_callback_payload(data: object) -> OrderState:
         raise ValueError(f"malformed exchange callback: {exc}") from None
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _outcome(exc: ExchangeError) -> str:
+    if isinstance(exc, ExchangeRejectedRequest):
+        return "refused"
+    if isinstance(exc, ExchangeConflict):
+        return "conflict"
+    if isinstance(exc, ExchangeUnavailable):
+        return "unavailable"
+    return "unexpected"
+
+
+def _measured(operation: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Count the request by its outcome and time it (brokerage_exchange_requests_total)."""
+
+    def measure(method: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(method)
+        def measured(*args: P.args, **kwargs: P.kwargs) -> R:
+            started = time.perf_counter()
+            try:
+                result = method(*args, **kwargs)
+            except ExchangeError as exc:
+                EXCHANGE_REQUESTS.labels(operation, _outcome(exc)).inc()
+                raise
+            else:
+                EXCHANGE_REQUESTS.labels(operation, "ok").inc()
+                return result
+            finally:
+                EXCHANGE_REQUEST_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+        return measured
+
+    return measure
+
+
 class ExchangeClient:
     """Blocking client for one exchange, with keep-alive and bounded retries.
 
@@ -343,6 +384,7 @@ class ExchangeClient:
     ) -> None:
         self.close()
 
+    @_measured("quotes")
     def quotes(self, tickers: Collection[str]) -> dict[str, Quote | None]:
         """Quote many tickers in one request: a Quote per listed ticker, None per unknown one.
 
@@ -368,6 +410,7 @@ class ExchangeClient:
             raise ExchangeError(f"exchange did not answer for {', '.join(missing)}")
         return {t: answered[t] for t in asked}
 
+    @_measured("submit_order")
     def submit_order(self, order: OrderRequest) -> SubmitResult:
         """Submit (or idempotently resubmit) an order; see the module docstring for errors."""
         response = self._request("POST", "/orders", json=order.to_json())
@@ -390,6 +433,7 @@ class ExchangeClient:
             )
         return result
 
+    @_measured("get_order")
     def get_order(self, client_order_id: str) -> OrderState | None:
         """The exchange's view of an order, or None if it has never heard of it."""
         response = self._request("GET", f"/orders/{urlquote(client_order_id, safe='')}")

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 
 from balances import services as balances
 from balances.money import buy_hold, usable_limit_price
+from brokerage.metrics import TRADES_REJECTED, TRADES_SENT
 from execution.exchange_client import OrderRequest
 from outbox.fencing import LEASE_EPOCH_SQL, check_epoch
 from outbox.services import outbox_enqueue
@@ -140,9 +141,9 @@ def trade_put_in_flight(
         if not held:
             trade_transition(trade, Trade.Status.REJECTED, reason=shortfall, finished_at=now)
             outbox_enqueue(customer_id=customer_id, shard=shard, only_if=HAS_PLACED_TRADE)
-            log_transition(
-                nxt.id, customer_id, shard, "rejected", reason=shortfall.replace(" ", "_")
-            )
+            reason = shortfall.replace(" ", "_")
+            transaction.on_commit(TRADES_REJECTED.labels(reason=reason).inc)
+            log_transition(nxt.id, customer_id, shard, "rejected", reason=reason)
             return None
         # Built before the commit: an order we could not send must not be left in flight.
         order = order_request_for(
@@ -159,5 +160,6 @@ def trade_put_in_flight(
         trade_transition(
             trade, Trade.Status.IN_PROGRESS, submitted_at=now, cash_held=hold, limit_price=limit
         )
+    TRADES_SENT.inc()
     log_transition(nxt.id, customer_id, shard, "in_progress", limit=limit)
     return order

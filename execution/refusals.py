@@ -10,7 +10,7 @@ from execution.exchange_client import (
     OrderRequest,
     OrderState,
 )
-from execution.settlement import rejected_report
+from execution.settlement import REFUSED_BY_EXCHANGE, rejected_report
 
 logger = logging.getLogger("execution.refusals")
 
@@ -32,6 +32,6 @@ def refusal_report(
         return known
     return rejected_report(
         trade_id=int(order.client_order_id),
-        reason=f"refused by exchange: {refusal.detail}"[:200],
+        reason=f"{REFUSED_BY_EXCHANGE}: {refusal.detail}"[:200],
         request=order,
     )

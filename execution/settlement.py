@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 
 from balances import services as balances
 from balances.money import MAX_CASH, PRICE_TICK, fill_amount, price_in_range
+from brokerage.metrics import PLACE_TO_FILL_SECONDS, TRADES_FILLED, TRADES_REJECTED
 from execution.exchange_client import OrderRequest, OrderState
 from outbox.services import outbox_enqueue
 from trades.models import EXCHANGE_ORDER_ID_LENGTH, Trade
@@ -21,6 +22,9 @@ from trades.services import log_transition, trade_transition
 from trades.sql import HAS_PLACED_TRADE
 
 logger = logging.getLogger("execution.settlement")
+
+# How the reason of an order the exchange refused outright begins (see rejected_report).
+REFUSED_BY_EXCHANGE = "refused by exchange"
 
 # Plain statements on the hot path: compiling the ORM's queries cost more CPU than the
 # round trips they make.
@@ -33,6 +37,7 @@ _SETTLE_FIELDS = [
     "side",
     "quantity",
     "status",
+    "created_at",
     "cash_held",
     "limit_price",
 ]
@@ -46,7 +51,8 @@ WITH account AS MATERIALIZED (
     FOR UPDATE
 )
 SELECT account.shard, clock_timestamp(), t.* FROM account CROSS JOIN LATERAL (
-    SELECT id, customer_id, seq, ticker, side, quantity, status, cash_held, limit_price
+    SELECT id, customer_id, seq, ticker, side, quantity, status, created_at, cash_held,
+           limit_price
     FROM trades_trade WHERE id = %(trade_id)s AND customer_id = account.customer_id
     FOR UPDATE
 ) AS t
@@ -193,6 +199,13 @@ def trade_settle(*, report: OrderState) -> SettleOutcome:
                 exchange_order_id=report.exchange_order_id,
             )
         outbox_enqueue(customer_id=customer_id, shard=shard, only_if=HAS_PLACED_TRADE)
+    if price is not None:
+        TRADES_FILLED.labels(side=trade.side).inc()
+        PLACE_TO_FILL_SECONDS.observe((now - trade.created_at).total_seconds())
+    else:
+        refused = (report.reason or "").startswith(REFUSED_BY_EXCHANGE)
+        reason = "refused_by_exchange" if refused else "rejected_by_exchange"
+        TRADES_REJECTED.labels(reason=reason).inc()
     log_transition(trade.id, customer_id, shard, trade.status, price=trade.fill_price)
     return SettleOutcome.SETTLED
 

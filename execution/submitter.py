@@ -38,9 +38,17 @@ class Submitter:
         self._make_client = make_client
         self._local = threading.local()
         self._refusals: queue.SimpleQueue[OrderState] = queue.SimpleQueue()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
 
     def submit(self, order: OrderRequest) -> None:
+        with self._pending_lock:
+            self._pending += 1
         self._pool.submit(self._send, order)
+
+    def pending(self) -> int:
+        """Orders submitted and not yet answered (sent, refused or failed)."""
+        return self._pending
 
     def book_refusals(self) -> None:
         """Settle the refused orders' reports. On a database error the report is kept for
@@ -73,6 +81,13 @@ class Submitter:
         return client
 
     def _send(self, order: OrderRequest) -> None:
+        try:
+            self._send_once(order)
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
+
+    def _send_once(self, order: OrderRequest) -> None:
         try:
             result = self._client().submit_order(order)
             logger.info(

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 
+from brokerage.metrics import DATABASE_ERRORS
 from outbox.connections import ServerIsStandby, dedicated_connection
 
 logger = logging.getLogger("outbox.leadership")
@@ -142,6 +143,8 @@ class ShardLeadership:
         self._conn: psycopg.Connection | None = None
         self._contest_after = 0.0
         self.held: dict[int, int] = {}
+        # When maintain() last reached the lock session (time.monotonic()).
+        self.last_maintained = time.monotonic()
 
     def epoch(self, shard: int) -> int | None:
         return self.held.get(shard)
@@ -172,6 +175,7 @@ class ShardLeadership:
         except psycopg.Error as exc:
             if not isinstance(exc, ServerIsStandby):  # logged where it was raised
                 logger.warning("event=lock_session_lost holder=%s error=%r", self.holder, exc)
+            DATABASE_ERRORS.labels(where="lock_session").inc()
             lost += list(self.held)
             self.held.clear()
             self._close()
@@ -179,6 +183,7 @@ class ShardLeadership:
             # which try every lock interval, take over first.
             self._contest_after = time.monotonic() + self.rejoin_after
             return [], sorted(lost)
+        self.last_maintained = time.monotonic()
         for shard in lost:
             logger.warning("event=leadership_lost shard=%s holder=%s", shard, self.holder)
         return gained, sorted(lost)

@@ -20,6 +20,7 @@ from typing import Protocol
 import psycopg
 from django.db import DatabaseError, connection
 
+from brokerage.metrics import DATABASE_ERRORS
 from outbox.connections import ServerIsStandby, session_failed
 from outbox.fencing import StaleLeader
 from outbox.leadership import ShardLeadership
@@ -342,5 +343,6 @@ class ShardRelay:
         have been ended under us (a restart, the idle-in-transaction timeout after a
         freeze, a deposition), so start again on a new one after a short pause."""
         logger.warning("event=database_error worker=%s error=%r", self.name, exc)
+        DATABASE_ERRORS.labels(where="worker").inc()
         connection.close()
         self._stop.wait(0.2)

@@ -288,6 +288,12 @@ CALLBACK_URL = env("CALLBACK_URL", default="http://127.0.0.1:8000/exchange/callb
 # so a secret can be rotated without downtime.
 EXCHANGE_WEBHOOK_SECRETS = env.str("EXCHANGE_WEBHOOK_SECRET", default="").split()
 
+# --- Metrics -----------------------------------------------------------------------------
+# run_shard_worker and run_reaper serve Prometheus's /metrics on --metrics-port (this by
+# default; 0: none) at METRICS_ADDRESS; the gunicorns serve /metrics on their own port.
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+METRICS_ADDRESS = env("METRICS_ADDRESS", default="127.0.0.1")
+
 # --- Workers -----------------------------------------------------------------------------
 WORKER_POLL_INTERVAL = env.float("WORKER_POLL_INTERVAL", default=1.0)
 WORKER_LOCK_RETRY_INTERVAL = env.float("WORKER_LOCK_RETRY_INTERVAL", default=0.25)

@@ -16,6 +16,8 @@ INSTALLED_APPS = [
 # Nobody logs in here: no login lockouts to keep.
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 MIDDLEWARE = [
+    # A request id, an access line and brokerage_http_requests_total, as everywhere.
+    "brokerage.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "brokerage.middleware.RequestBodyLimitMiddleware",
     # Checks the Host header against ALLOWED_HOSTS, as the customer API does.

@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 
 from balances.services import NoAccount, account_lock
 from brokerage.errors import Conflict, NotFound, RateLimited
+from brokerage.metrics import TRADES_CANCELLED, TRADES_PLACED
 from outbox.notify import shard_waker
 from trades.models import Trade
 from trades.placement_sql import PLACE_TRADE_SQL, REFUSAL_SQL
@@ -105,7 +106,7 @@ def trade_place(
     if row is None:
         return _refused_placement(params)
     trade_id, seq, created_at, shard = row
-    transaction.on_commit(lambda: shard_waker().wake(shard))
+    transaction.on_commit(lambda: _placed(shard))
     logger.info(
         "event=trade_placed trade=%s customer=%s shard=%s seq=%s", trade_id, customer_id, shard, seq
     )
@@ -121,6 +122,11 @@ def trade_place(
         created_at=created_at,
     )
     return PlaceResult(trade=trade, created=True)
+
+
+def _placed(shard: int) -> None:
+    TRADES_PLACED.inc()
+    shard_waker().wake(shard)
 
 
 def trade_replayed_as_placed(
@@ -187,4 +193,5 @@ def trade_cancel(*, customer_id: int, trade_id: int) -> Trade:
         trade_transition(
             trade, Trade.Status.CANCELLED, reason="cancelled by customer", finished_at=now
         )
+    TRADES_CANCELLED.labels(by="customer").inc()
     return trade

@@ -8,6 +8,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
+from brokerage.metrics import (
+    DATABASE_ERRORS,
+    REAPER_LOCK_HELD,
+    REAPER_PASSES,
+    REAPER_REPAIRS,
+    serve_metrics,
+)
 from execution.exchange import exchange_client
 from execution.exchange_client import ExchangeClient
 from execution.reaper import UnresolvedTrades, reap_once
@@ -28,10 +35,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=settings.REAPER_INTERVAL)
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=settings.METRICS_PORT,
+            help="Serve Prometheus metrics on this port (0: none; never with --once); "
+            "METRICS_PORT by default.",
+        )
 
-    def handle(self, *args: object, interval: float, once: bool, **options: object) -> None:
+    def handle(
+        self, *args: object, interval: float, once: bool, metrics_port: int, **options: object
+    ) -> None:
         if not (math.isfinite(interval) and interval > 0):
             raise CommandError("--interval: a number of seconds above 0")
+        if metrics_port and not once:
+            try:
+                serve_metrics(metrics_port, settings.METRICS_ADDRESS)
+            except OSError as exc:
+                raise CommandError(f"--metrics-port {metrics_port}: {exc}") from None
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -41,6 +62,7 @@ class Command(BaseCommand):
             # A one-off pass never deposes the active reaper, frozen or not.
             lease_timeout=None if once else settings.REAPER_LEASE_TIMEOUT,
         )
+        REAPER_LOCK_HELD.labels(lock.holder).set_function(lambda: 1 if lock.active else 0)
         client = exchange_client()
         self._unresolved = UnresolvedTrades()
         lock.start()
@@ -71,6 +93,8 @@ class Command(BaseCommand):
             )
         except DatabaseError as exc:
             logger.warning("event=database_error reaper error=%r", exc)  # retried next pass
+            DATABASE_ERRORS.labels(where="reaper").inc()
+            REAPER_PASSES.labels(outcome="database_error").inc()
             connection.close()
             return False
         self._unresolved.note(report.failed)
@@ -86,4 +110,14 @@ class Command(BaseCommand):
                 report.renotified_shards,
                 len(report.errors),
             )
-        return not (report.exchange_unavailable or report.interrupted)
+        for kind, count in (
+            ("requeued", report.requeued),
+            ("settled", report.settled),
+            ("resubmitted", report.resubmitted),
+            ("renotified_shard", report.renotified_shards),
+        ):
+            if count:
+                REAPER_REPAIRS.labels(kind=kind).inc(count)
+        complete = not (report.exchange_unavailable or report.interrupted)
+        REAPER_PASSES.labels(outcome="complete" if complete else "ended_early").inc()
+        return complete
