@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install proxy run test lint format db db-stop psql demo bench chaos clean \
+.PHONY: install proxy promtool run test lint format db db-stop psql demo bench chaos clean \
 	ha-install ha ha-stop ha-status chaos-ha manage
 
 $(BIN)/.installed: pyproject.toml
@@ -26,6 +26,22 @@ proxy:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
 	@$(NGINX_FOUND) || { echo "make proxy: nginx could not be installed" >&2; exit 1; }
+
+## promtool, which the tests of deploy/prometheus run (check and test the alerting rules, check
+## the scrape config). Installs Debian's prometheus, which ships it, with apt-get if missing;
+## under systemd the package starts and enables a Prometheus server, which is stopped and
+## disabled (without systemd, as in a container, it starts none).
+PROMTOOL_FOUND := command -v promtool >/dev/null || test -x /usr/bin/promtool
+promtool:
+	@$(PROMTOOL_FOUND) || { \
+	  echo "promtool is missing: installing it (apt-get install prometheus)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    prometheus >/dev/null && \
+	  { [ ! -d /run/systemd/system ] || \
+	    $$SUDO systemctl disable --now --quiet prometheus.service; }; }
+	@$(PROMTOOL_FOUND) || { echo "make promtool: promtool could not be installed" >&2; exit 1; }
 
 ## High availability: Patroni (the `ha` extra, from PyPI) and etcd (Debian's etcd-server,
 ## installed with apt-get when missing).
@@ -62,7 +78,7 @@ endif
 	PORT=$(PORT) HA=$(HA) $(BIN)/python -m devtools.launcher
 
 ## Lint, type-check and check the layers, then the whole test suite against a real Postgres.
-test: install proxy
+test: install proxy promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
