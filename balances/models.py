@@ -78,6 +78,8 @@ class LedgerEntry(models.Model):
         DEPOSIT = "deposit", "cash deposit"
         WITHDRAWAL = "withdrawal", "cash withdrawal"
         SHARES_IN = "shares_in", "shares transferred in"
+        SHARES_OUT = "shares_out", "shares transferred out"
+        REVERSAL = "reversal", "reversal of an earlier entry"
         BUY_CASH = "buy_cash", "cash paid for a buy"
         BUY_SHARES = "buy_shares", "shares received from a buy"
         SELL_SHARES = "sell_shares", "shares delivered for a sell"
@@ -127,3 +129,116 @@ class LedgerEntry(models.Model):
             else f"{self.share_quantity} {self.ticker}"
         )
         return f"{self.kind} {what} (customer {self.customer_id}, trade {self.trade_id})"
+
+
+class StaffMovement(models.Model):
+    """A movement of cash or shares made by a staff member (balances.movements): the
+    terms, why (`memo`), who and the idempotency key; `entry` is its one ledger entry once
+    applied. Above the approval threshold it waits `pending` for a second staff member.
+    A trigger refuses to delete a movement, to change its terms, or to change it at all
+    once it is decided."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "cash deposit"
+        WITHDRAWAL = "withdrawal", "cash withdrawal"
+        SHARES_IN = "shares_in", "shares transferred in"
+        SHARES_OUT = "shares_out", "shares transferred out"
+        REVERSAL = "reversal", "reversal of a ledger entry"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "waiting for approval"
+        APPLIED = "applied", "applied"
+        REJECTED = "rejected", "rejected"
+        EXPIRED = "expired", "expired unapproved"
+
+    id = models.BigAutoField(primary_key=True)
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="staff_movements"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    cash_amount = models.DecimalField(**CASH_DIGITS, null=True, blank=True)
+    ticker = models.CharField(max_length=10, null=True, blank=True)
+    share_quantity = models.BigIntegerField(null=True, blank=True)
+    reverses = models.ForeignKey(
+        LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="reversals"
+    )
+    memo = models.TextField()
+    made_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True, default="")
+    entry = models.OneToOneField(
+        LedgerEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="staff_movement",
+    )
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [
+            ("propose_movement", "Can make or propose movements of cash and shares"),
+            ("approve_movement", "Can approve or reject others' movements of cash and shares"),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "id"], name="staff_movement_customer"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="pending"),
+                name="staff_movement_pending",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reverses"],
+                condition=Q(status__in=["pending", "applied"]),
+                name="staff_movement_reverses_once",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="applied", entry__isnull=False, applied_at__isnull=False)
+                | (~Q(status="applied") & Q(entry__isnull=True)),
+                name="staff_movement_applied_has_entry",
+            ),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True)
+                | ~Q(status="applied")
+                | ~Q(decided_by=F("made_by")),
+                name="staff_movement_maker_is_not_checker",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(kind__in=["deposit", "withdrawal"], cash_amount__gt=0)
+                    & Q(ticker__isnull=True, share_quantity__isnull=True, reverses__isnull=True)
+                )
+                | (
+                    Q(kind__in=["shares_in", "shares_out"], share_quantity__gt=0)
+                    & Q(ticker__isnull=False, cash_amount__isnull=True, reverses__isnull=True)
+                )
+                | Q(
+                    kind="reversal",
+                    reverses__isnull=False,
+                    cash_amount__isnull=True,
+                    ticker__isnull=True,
+                    share_quantity__isnull=True,
+                ),
+                name="staff_movement_terms_of_its_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.get_kind_display()} #{self.id} for customer {self.customer_id} ({self.status})"
+        )

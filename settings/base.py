@@ -197,6 +197,12 @@ CACHES = {
 AUTH_FAILURE_LIMIT = env.int("AUTH_FAILURE_LIMIT", default=20)
 AUTH_FAILURE_WINDOW = env.int("AUTH_FAILURE_WINDOW", default=300)
 
+# Staff movements of cash above this many dollars, or of shares above this many, wait for
+# a second staff member's approval, for at most STAFF_APPROVAL_EXPIRES_HOURS.
+STAFF_APPROVAL_CASH_ABOVE = Decimal(env.str("STAFF_APPROVAL_CASH_ABOVE", default="10000.00"))
+STAFF_APPROVAL_SHARES_ABOVE = env.int("STAFF_APPROVAL_SHARES_ABOVE", default=1000)
+STAFF_APPROVAL_EXPIRES_HOURS = env.int("STAFF_APPROVAL_EXPIRES_HOURS", default=72)
+
 # A trade request is a few hundred bytes; anything near this is abuse.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=16 * 1024)
 
