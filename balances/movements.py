@@ -26,6 +26,8 @@ from balances.models import LedgerEntry, StaffMovement
 from balances.money import CENT, MAX_CASH
 from balances.services import NoAccount, account_lock
 from brokerage.errors import BrokerageError, Conflict, NotFound
+from staff_actions.models import StaffAction
+from staff_actions.services import staff_action_record
 
 Kind = StaffMovement.Kind
 Status = StaffMovement.Status
@@ -339,7 +341,34 @@ def movement_propose(*, staff: Staff, idempotency_key: str, terms: MovementTerms
         except IntegrityError:
             # The key was taken meanwhile by a movement of another customer.
             raise _key_reused(key) from None
+        _record(
+            movement,
+            maker_id,
+            StaffAction.Kind.MOVEMENT_PROPOSED
+            if movement.status == Status.PENDING
+            else StaffAction.Kind.MOVEMENT_APPLIED,
+            movement.memo,
+        )
     return movement
+
+
+def _record(movement: StaffMovement, staff_id: int, kind: str, reason: str) -> None:
+    staff_action_record(
+        staff_id=staff_id,
+        kind=kind,
+        customer_id=movement.customer_id,
+        movement_id=movement.id,
+        reason=reason,
+        details={
+            "kind": movement.kind,
+            "status": movement.status,
+            "amount": None if movement.cash_amount is None else str(movement.cash_amount),
+            "ticker": movement.ticker,
+            "quantity": movement.share_quantity,
+            "reverses": movement.reverses_id,
+            "ledger_entry": movement.entry_id,
+        },
+    )
 
 
 def _key_reused(key: str) -> Conflict:
@@ -349,9 +378,8 @@ def _key_reused(key: str) -> Conflict:
     )
 
 
-def _pending(staff: Staff, movement_id: int) -> StaffMovement:
+def _pending(movement_id: int) -> StaffMovement:
     """The movement, locked, after its account's lock (the lock order of every mover)."""
-    _require(staff, APPROVE)
     customer_id = (
         StaffMovement.objects.filter(id=movement_id).values_list("customer_id", flat=True).first()
     )
@@ -370,23 +398,26 @@ def _not_pending(movement: StaffMovement) -> Conflict:
 def movement_approve(*, staff: Staff, movement_id: int) -> StaffMovement:
     """The checker's approval: the movement is applied now, with every check again. The
     maker cannot approve their own; an expired request is marked so and moves nothing."""
+    checker_id = _require(staff, APPROVE)
     expired = False
     with transaction.atomic():
-        movement = _pending(staff, movement_id)
+        movement = _pending(movement_id)
         if movement.status != Status.PENDING:
             raise _not_pending(movement)
-        if movement.made_by_id == staff.pk:
+        if movement.made_by_id == checker_id:
             raise NotAllowed(
                 "maker_cannot_approve", "A second staff member must approve this movement."
             )
         if movement.expires_at is not None and movement.expires_at <= timezone.now():
-            _decide(movement, staff, Status.EXPIRED, "")
+            _decide(movement, checker_id, Status.EXPIRED, "")
+            _record(movement, checker_id, StaffAction.Kind.MOVEMENT_EXPIRED, "")
             expired = True
         else:
             _apply(movement, _movement_delta(movement))
-            movement.decided_by_id = staff.pk
+            movement.decided_by_id = checker_id
             movement.decided_at = movement.applied_at
             movement.save()
+            _record(movement, checker_id, StaffAction.Kind.MOVEMENT_APPROVED, "")
     if expired:
         raise Conflict("movement_expired", f"Movement {movement_id} expired unapproved.")
     return movement
@@ -415,17 +446,21 @@ def movement_reject(*, staff: Staff, movement_id: int, note: str) -> StaffMoveme
     note = (note or "").strip()
     if not note:
         raise MovementRefused("note_required", "Say why the movement is rejected.")
+    checker_id = _require(staff, PROPOSE)
     with transaction.atomic():
-        movement = _pending(staff, movement_id)
+        movement = _pending(movement_id)
+        if movement.made_by_id != checker_id:
+            _require(staff, APPROVE)
         if movement.status != Status.PENDING:
             raise _not_pending(movement)
-        _decide(movement, staff, Status.REJECTED, note[:MAX_MEMO])
+        _decide(movement, checker_id, Status.REJECTED, note[:MAX_MEMO])
+        _record(movement, checker_id, StaffAction.Kind.MOVEMENT_REJECTED, note[:MAX_MEMO])
     return movement
 
 
-def _decide(movement: StaffMovement, staff: Staff, status: str, note: str) -> None:
+def _decide(movement: StaffMovement, staff_id: int, status: str, note: str) -> None:
     movement.status = status
-    movement.decided_by_id = staff.pk
+    movement.decided_by_id = staff_id
     movement.decided_at = timezone.now()
     movement.decision_note = note
     movement.save()

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "staff_actions",
     "balances",
     "trades",
     "execution",

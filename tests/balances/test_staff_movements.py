@@ -17,6 +17,7 @@ from django.db import DatabaseError, transaction
 from balances.models import Account, LedgerEntry, Position, StaffMovement
 from balances.movements import MovementTerms, movement_approve, movement_propose, movement_reject
 from brokerage.errors import BrokerageError
+from staff_actions.models import StaffAction
 from execution.audit import audit
 from tests.factories import callback_body, place_and_send, signed_headers
 
@@ -82,6 +83,7 @@ class Unchanged:
             shares(self.customer_id),
             LedgerEntry.objects.count(),
             StaffMovement.objects.count(),
+            StaffAction.objects.count(),
         )
 
     def check(self):
@@ -215,6 +217,11 @@ def test_above_the_threshold_a_second_staff_member_approves(customer, maker, che
     assert cash(customer.id) == Decimal("11000.01")
     refused("movement_not_pending", lambda: movement_approve(staff=checker, movement_id=pending.id))
     assert cash(customer.id) == Decimal("11000.01")
+    record = StaffAction.objects.filter(movement_id=pending.id).order_by("id")
+    assert [(a.kind, a.staff, a.customer_id) for a in record] == [
+        ("movement_proposed", maker, customer.id),
+        ("movement_approved", checker, customer.id),
+    ]
     assert LedgerEntry.objects.filter(kind="deposit", customer_id=customer.id).count() == 2
     assert_reconciles()
 
@@ -228,7 +235,13 @@ def test_a_rejected_or_expired_request_moves_nothing(customer, maker, checker, s
     refused(
         "note_required", lambda: movement_reject(staff=checker, movement_id=rejected.id, note="")
     )
+    refused(
+        "permission_denied",
+        lambda: movement_reject(staff=make_staff("other"), movement_id=rejected.id, note="no"),
+    )
     assert movement_reject(staff=checker, movement_id=rejected.id, note="no").status == "rejected"
+    withdrawn = propose(maker, customer.id, "deposit", key="mine", amount="500")
+    assert movement_reject(staff=maker, movement_id=withdrawn.id, note="typo").status == "rejected"
     refused(
         "movement_not_pending", lambda: movement_approve(staff=checker, movement_id=rejected.id)
     )
@@ -302,8 +315,17 @@ def test_only_staff_with_the_permission_move_money(customer, make_customer):
     assert not StaffMovement.objects.exists()
 
 
-def test_the_database_refuses_to_change_a_decided_movement(customer, maker):
+def test_the_database_refuses_to_change_a_decided_movement_or_its_record(customer, maker):
     movement = propose(maker, customer.id, "deposit", amount="5")
+    action = StaffAction.objects.get(movement_id=movement.id)
+    assert (action.kind, action.reason) == ("movement_applied", "goodwill")
+    assert (
+        action.details["amount"] == "5.00" and action.details["ledger_entry"] == movement.entry_id
+    )
+    with pytest.raises(DatabaseError), transaction.atomic():
+        StaffAction.objects.filter(id=action.id).update(reason="edited")
+    with pytest.raises(DatabaseError), transaction.atomic():
+        StaffAction.objects.filter(id=action.id).delete()
     with pytest.raises(DatabaseError), transaction.atomic():
         StaffMovement.objects.filter(id=movement.id).update(memo="edited")
     with pytest.raises(DatabaseError), transaction.atomic():

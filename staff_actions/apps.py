@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class StaffActionsConfig(AppConfig):
+    name = "staff_actions"
+    verbose_name = "Staff actions"
