@@ -6,6 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from balances.models import Account
 from balances.money import CASH_DIGITS
 from balances.selectors import account_summary
 from balances.services import NoAccount
@@ -24,6 +25,11 @@ class AccountApi(APIView):
         held = serializers.DecimalField(**CASH_DIGITS)
         available = serializers.DecimalField(**CASH_DIGITS)
         positions = PositionSerializer(many=True)
+        status = serializers.ChoiceField(
+            choices=Account.Status.choices,
+            help_text="active; trading_blocked (no orders); closing_only (sells only); closed.",
+        )
+        status_reason = serializers.CharField(help_text="Why, when not active (else empty).")
 
     @extend_schema(
         operation_id="account_retrieve",

@@ -15,7 +15,14 @@ RATE_BUCKET_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 class Account(models.Model):
     """A customer's brokerage account: cash, the cash held for in-flight buys, and the
     customer's trade sequence. Its row lock is the customer lock: placing, sending,
-    cancelling and settling a customer's trades all take it first."""
+    cancelling and settling a customer's trades all take it first. `status` is what staff
+    allow (support.accounts): placement honours it in the same statement."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        TRADING_BLOCKED = "trading_blocked", "trading blocked"
+        CLOSING_ONLY = "closing_only", "closing only (sells only)"
+        CLOSED = "closed", "closed"
 
     customer = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, primary_key=True, related_name="account"
@@ -28,8 +35,22 @@ class Account(models.Model):
     rate_tokens = models.FloatField(db_default=0.0)
     rate_updated_at = models.DateTimeField(db_default=RATE_BUCKET_EPOCH)
     created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE, db_default=Status.ACTIVE
+    )
+    status_reason = models.TextField(blank=True, default="", db_default="")
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [("restrict_account", "Can restrict, reopen and close accounts")]
         constraints = [
             models.CheckConstraint(condition=Q(cash__gte=0), name="account_cash_not_negative"),
             models.CheckConstraint(condition=Q(cash_held__gte=0), name="account_held_not_negative"),

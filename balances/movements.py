@@ -18,7 +18,6 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -27,7 +26,7 @@ from balances.money import CENT, MAX_CASH
 from balances.services import NoAccount, account_lock
 from brokerage.errors import BrokerageError, Conflict, NotFound
 from staff_actions.models import StaffAction
-from staff_actions.services import staff_action_record
+from staff_actions.services import NotAllowed, Staff, staff_action_record, staff_id_with
 
 Kind = StaffMovement.Kind
 Status = StaffMovement.Status
@@ -59,17 +58,12 @@ REVERSIBLE = frozenset(
     }
 )
 
-Staff = AbstractUser | AnonymousUser
 # The statuses of a reversal that holds its entry: one at most per entry.
 REVERSING = (Status.PENDING, Status.APPLIED)
 
 
 class MovementRefused(BrokerageError):
     """Bad terms: nothing was written."""
-
-
-class NotAllowed(BrokerageError):
-    status_code = 403
 
 
 @dataclass(frozen=True)
@@ -98,14 +92,6 @@ class _Delta:
             return abs(self.cash) > settings.STAFF_APPROVAL_CASH_ABOVE
         assert self.shares is not None
         return abs(self.shares) > settings.STAFF_APPROVAL_SHARES_ABOVE
-
-
-def _require(staff: Staff, permission: str) -> int:
-    """The staff member's id, if they are active staff with `permission`."""
-    if not (staff.is_active and staff.is_staff and staff.has_perm(permission)):
-        raise NotAllowed("permission_denied", f"Staff permission {permission} is required.")
-    assert staff.pk is not None
-    return int(staff.pk)
 
 
 def _cash(amount: Decimal | str | None) -> Decimal:
@@ -305,7 +291,7 @@ def movement_propose(*, staff: Staff, idempotency_key: str, terms: MovementTerms
     """Make the movement, or, above the approval threshold, ask for a second staff member's
     approval. The same key with the same terms returns the first movement; with other
     terms it is refused (409)."""
-    maker_id = _require(staff, PROPOSE)
+    maker_id = staff_id_with(staff, PROPOSE)
     key = _key(idempotency_key)
     terms = _checked(terms)
     with transaction.atomic():
@@ -398,7 +384,7 @@ def _not_pending(movement: StaffMovement) -> Conflict:
 def movement_approve(*, staff: Staff, movement_id: int) -> StaffMovement:
     """The checker's approval: the movement is applied now, with every check again. The
     maker cannot approve their own; an expired request is marked so and moves nothing."""
-    checker_id = _require(staff, APPROVE)
+    checker_id = staff_id_with(staff, APPROVE)
     expired = False
     with transaction.atomic():
         movement = _pending(movement_id)
@@ -446,11 +432,11 @@ def movement_reject(*, staff: Staff, movement_id: int, note: str) -> StaffMoveme
     note = (note or "").strip()
     if not note:
         raise MovementRefused("note_required", "Say why the movement is rejected.")
-    checker_id = _require(staff, PROPOSE)
+    checker_id = staff_id_with(staff, PROPOSE)
     with transaction.atomic():
         movement = _pending(movement_id)
         if movement.made_by_id != checker_id:
-            _require(staff, APPROVE)
+            staff_id_with(staff, APPROVE)
         if movement.status != Status.PENDING:
             raise _not_pending(movement)
         _decide(movement, checker_id, Status.REJECTED, note[:MAX_MEMO])

@@ -12,6 +12,8 @@ class AccountSummary:
     held: Decimal
     available: Decimal
     positions: list[Position]
+    status: str
+    status_reason: str
 
 
 def account_summary(*, customer_id: int) -> AccountSummary | None:
@@ -26,4 +28,6 @@ def account_summary(*, customer_id: int) -> AccountSummary | None:
         held=account.cash_held,
         available=account.available_cash,
         positions=positions,
+        status=account.status,
+        status_reason=account.status_reason,
     )

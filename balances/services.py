@@ -30,6 +30,30 @@ class NoAccount(BrokerageError):
         super().__init__("no_account", NO_ACCOUNT, status_code=403)
 
 
+RESTRICTED = {
+    "trading_blocked": "Trading on this account is blocked: {reason}",
+    "closing_only": "This account may only sell (closing only): {reason}",
+    "closed": "This account is closed.",
+}
+
+
+class AccountRestricted(BrokerageError):
+    """Staff restricted the account (Account.status): this order is not allowed."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(
+            "account_restricted",
+            RESTRICTED[status].format(reason=reason or "ask support."),
+            status_code=403,
+            extra={"account_status": status},
+        )
+
+
+def order_allowed(status: str, side: str) -> bool:
+    """Whether an account of `status` may place an order of `side` (as PLACE_TRADE_SQL)."""
+    return status == "active" or (status == "closing_only" and side == "sell")
+
+
 _LEDGER_SQL = """
 INSERT INTO balances_ledgerentry
     (customer_id, trade_id, kind, ticker, cash_amount, share_quantity, created_at)

@@ -40,10 +40,19 @@ class BrokerageError(Exception):
 
     status_code: int = status.HTTP_400_BAD_REQUEST
 
-    def __init__(self, code: str, detail: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        *,
+        status_code: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        # More machine-readable fields of the error body (never "error" or "detail").
+        self.extra = extra or {}
         if status_code is not None:
             self.status_code = status_code
 
@@ -99,7 +108,9 @@ def database_unavailable(exc: Exception) -> bool:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, BrokerageError):
-        response = Response({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
+        response = Response(
+            {**exc.extra, "error": exc.code, "detail": exc.detail}, status=exc.status_code
+        )
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)
         return response

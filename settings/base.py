@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "balances",
     "trades",
     "execution",
+    "support",
     "outbox",
 ]
 

@@ -41,6 +41,7 @@ class StaffAction(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        permissions = [("write_note", "Can write notes on customers and trades")]
         indexes = [
             models.Index(fields=["customer", "id"], name="staff_action_customer"),
             models.Index(fields=["staff", "id"], name="staff_action_staff"),

@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AbstractUser, AnonymousUser
+
+from brokerage.errors import BrokerageError
 from staff_actions.models import StaffAction
+
+Staff = AbstractUser | AnonymousUser
+
+
+class NotAllowed(BrokerageError):
+    status_code = 403
+
+
+def staff_id_with(staff: Staff, permission: str) -> int:
+    """The staff member's id, if they are active staff with `permission`; else NotAllowed."""
+    if not (staff.is_active and staff.is_staff and staff.has_perm(permission)):
+        raise NotAllowed("permission_denied", f"Staff permission {permission} is required.")
+    assert staff.pk is not None
+    return int(staff.pk)
 
 
 def staff_action_record(

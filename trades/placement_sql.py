@@ -6,9 +6,9 @@ straight at Postgres (no Django) to measure the machine's ceiling."""
 # their rate-limit bucket, insert the trade and the outbox row. The row is written even
 # behind an open trade: this statement's snapshot predates its wait for the account lock,
 # so it cannot tell whether that trade's settlement has just committed without waking
-# anyone. It writes nothing when the customer has no account, is over their rate limit,
-# or already used the client_order_id (a concurrent twin with the same key fails the
-# unique index instead).
+# anyone. It writes nothing when the customer has no account, one whose status refuses
+# the order (support.accounts), is over their rate limit, or already used the
+# client_order_id (a concurrent twin with the same key fails the unique index instead).
 # The customer's rate-limit bucket as of now: refilled at %(rate)s per second up to %(burst)s.
 TOKENS_NOW = (
     "LEAST(%(burst)s, rate_tokens + EXTRACT(EPOCH FROM now() - rate_updated_at) * %(rate)s)"
@@ -21,6 +21,7 @@ WITH account AS (
         rate_tokens = {TOKENS_NOW} - 1,
         rate_updated_at = now()
     WHERE customer_id = %(customer_id)s
+      AND (status = 'active' OR (status = 'closing_only' AND %(side)s = 'sell'))
       AND {TOKENS_NOW} >= 1
       AND NOT EXISTS (
             SELECT 1 FROM trades_trade
@@ -41,7 +42,7 @@ WITH account AS (
 SELECT trade.id, trade.seq, trade.created_at, account.shard FROM trade, account
 """
 
-# Why a placement wrote nothing: the account's bucket now, if there is an account.
+# Why a placement wrote nothing: the account's bucket and status now, if there is one.
 REFUSAL_SQL = f"""
-SELECT {TOKENS_NOW} FROM balances_account WHERE customer_id = %(customer_id)s
+SELECT {TOKENS_NOW}, status FROM balances_account WHERE customer_id = %(customer_id)s
 """

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from balances.services import NoAccount, account_lock
+from balances.models import Account
+from balances.services import AccountRestricted, NoAccount, account_lock, order_allowed
 from brokerage.errors import Conflict, NotFound, RateLimited
 from brokerage.metrics import TRADES_CANCELLED, TRADES_PLACED
 from outbox.notify import shard_waker
@@ -172,7 +173,15 @@ def _refused_placement(params: dict) -> PlaceResult:
         row = cursor.fetchone()
     if row is None:
         raise NoAccount()
-    wait = max(1, math.ceil((1 - row[0]) / params["rate"]))
+    tokens, status = row
+    if not order_allowed(status, params["side"]):
+        reason = (
+            Account.objects.filter(customer_id=params["customer_id"])
+            .values_list("status_reason", flat=True)
+            .first()
+        )
+        raise AccountRestricted(status, reason or "")
+    wait = max(1, math.ceil((1 - tokens) / params["rate"]))
     raise RateLimited("rate_limited", RATE_LIMITED.format(wait=wait), retry_after=wait)
 
 

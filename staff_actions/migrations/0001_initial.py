@@ -77,6 +77,7 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
+                "permissions": [("write_note", "Can write notes on customers and trades")],
                 "indexes": [
                     models.Index(fields=["customer", "id"], name="staff_action_customer"),
                     models.Index(fields=["staff", "id"], name="staff_action_staff"),

@@ -20,6 +20,8 @@ def test_account_shows_cash_and_positions_as_decimal_strings(make_customer):
             {"ticker": "AAPL", "quantity": 10, "held": 0},
             {"ticker": "MSFT", "quantity": 3, "held": 0},
         ],
+        "status": "active",
+        "status_reason": "",
     }
 
 

@@ -17,8 +17,8 @@ from django.db import DatabaseError, transaction
 from balances.models import Account, LedgerEntry, Position, StaffMovement
 from balances.movements import MovementTerms, movement_approve, movement_propose, movement_reject
 from brokerage.errors import BrokerageError
-from staff_actions.models import StaffAction
 from execution.audit import audit
+from staff_actions.models import StaffAction
 from tests.factories import callback_body, place_and_send, signed_headers
 
 pytestmark = pytest.mark.django_db
