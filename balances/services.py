@@ -122,11 +122,19 @@ def _ledger_shares(
 
 
 def account_open(
-    *, username: str, cash: Decimal = Decimal("0"), positions: Mapping[str, int] | None = None
+    *,
+    username: str,
+    cash: Decimal = Decimal("0"),
+    positions: Mapping[str, int] | None = None,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
 ) -> Account:
     """Create a customer with an account, funded through the ledger. One transaction."""
     with transaction.atomic():
-        user = get_user_model().objects.create_user(username=username)
+        user = get_user_model().objects.create_user(
+            username=username, email=email, first_name=first_name, last_name=last_name
+        )
         account = Account.objects.create(customer=user, shard=shard_for_customer(user.id))
         if cash:
             cash_deposit(customer_id=user.id, amount=cash)

@@ -27,11 +27,28 @@ def test_account_shows_cash_and_positions_as_decimal_strings(make_customer):
 
 @pytest.mark.django_db
 def test_create_customer_prints_a_working_token(capsys):
-    call_command("create_customer", "bob", "--cash", "10000.00", "--position", "aapl=10")
+    call_command(
+        "create_customer",
+        "bob",
+        "--cash",
+        "10000.00",
+        "--position",
+        "aapl=10",
+        "--email",
+        "bob@example.com",
+        "--full-name",
+        "Bob van Dyke",
+    )
 
     line = json.loads(capsys.readouterr().out.strip())
     account = Account.objects.get(customer_id=line["customer_id"])
     assert account.cash == 10000
+    customer = account.customer
+    assert (customer.email, customer.first_name, customer.last_name) == (
+        "bob@example.com",
+        "Bob",
+        "van Dyke",
+    )
     # Opening balances are movements too: they are in the ledger.
     assert LedgerEntry.objects.filter(customer_id=account.customer_id).count() == 2
 

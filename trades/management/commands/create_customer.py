@@ -27,6 +27,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("--cash", default="0", help="Opening cash, e.g. 10000.00")
+        parser.add_argument("--email", default="", help="The customer's email (support finds it)")
+        parser.add_argument("--full-name", default="", help='e.g. "Ada Lovelace"')
         parser.add_argument(
             "--position",
             action="append",
@@ -36,7 +38,14 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: object, name: str, cash: str, position: list[str], **options: object
+        self,
+        *args: object,
+        name: str,
+        cash: str,
+        position: list[str],
+        email: str,
+        full_name: str,
+        **options: object,
     ) -> None:
         try:
             amount = Decimal(cash)
@@ -54,6 +63,14 @@ class Command(BaseCommand):
         )
         if unknown:
             raise CommandError(f"unknown tickers: {', '.join(sorted(unknown))}")
-        account = account_open(username=name, cash=amount, positions=positions)
+        first, _, last = full_name.strip().partition(" ")
+        account = account_open(
+            username=name,
+            cash=amount,
+            positions=positions,
+            email=email.strip(),
+            first_name=first[:150],
+            last_name=last.strip()[:150],
+        )
         token = api_key_issue(customer_id=account.customer_id)
         self.stdout.write(json.dumps({"customer_id": account.customer_id, "token": token}))
