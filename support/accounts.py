@@ -19,7 +19,7 @@ WRITE_NOTE = "staff_actions.write_note"
 MAX_TEXT = 2000
 
 
-def _text(text: str, what: str) -> str:
+def required_text(text: str, what: str) -> str:
     value = (text or "").strip()
     if not value:
         raise BrokerageError(f"{what}_required", f"Say why: the {what} is required.")
@@ -62,7 +62,7 @@ def account_status_set(*, staff: Staff, customer_id: int, status: str, reason: s
         raise BrokerageError(
             "invalid_status", f"The status must be one of {', '.join(Account.Status.values)}."
         )
-    reason = _text(reason, "reason")
+    reason = required_text(reason, "reason")
     with transaction.atomic():
         account = _locked_account(customer_id)
         before = account.status
@@ -101,7 +101,7 @@ def note_write(
 ) -> StaffAction:
     """A note on the customer (and one of their trades), on the record like any action."""
     staff_id = staff_id_with(staff, WRITE_NOTE)
-    text = _text(text, "note")
+    text = required_text(text, "note")
     if not Account.objects.filter(customer_id=customer_id).exists():
         raise NotFound("unknown_customer", f"No customer {customer_id} with an account.")
     if (

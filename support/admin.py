@@ -31,7 +31,8 @@ from brokerage.errors import BrokerageError
 from staff_actions.models import StaffAction
 from staff_actions.services import NotAllowed
 from support.accounts import RESTRICT, WRITE_NOTE, account_status_set, note_write
-from support.forms import MovementForm, NoteForm, RejectForm, StatusForm
+from support.forms import CancelForm, MovementForm, NoteForm, RejectForm, StatusForm
+from support.trades import CANCEL, trade_cancel_for_customer
 from trades.models import Trade
 
 LAST = 20
@@ -94,6 +95,7 @@ class CustomerAdmin(ReadOnlyAdmin):
                 view(self.approve_view),
                 name="support_approve",
             ),
+            path("trade/<int:trade_id>/cancel/", view(self.cancel_view), name="support_cancel"),
             path(
                 "movement/<int:movement_id>/reject/",
                 view(self.reject_view),
@@ -122,6 +124,7 @@ class CustomerAdmin(ReadOnlyAdmin):
             "approve": user.has_perm(APPROVE),
             "status": user.has_perm(RESTRICT),
             "note": user.has_perm(WRITE_NOTE),
+            "cancel": user.has_perm(CANCEL),
         }
         context = {
             **self.admin_site.each_context(request),
@@ -149,6 +152,7 @@ class CustomerAdmin(ReadOnlyAdmin):
             "status_form": StatusForm(initial={"status": account.status}),
             "note_form": NoteForm(),
             "reject_form": RejectForm(),
+            "cancel_form": CancelForm(),
         }
         return TemplateResponse(request, "support/customer.html", context)
 
@@ -236,6 +240,22 @@ class CustomerAdmin(ReadOnlyAdmin):
                 request, f"Movement {movement_id} approved and applied (entry {approved.entry_id})."
             )
         return _back_to(movement.customer_id)
+
+    def cancel_view(self, request: HttpRequest, trade_id: int) -> HttpResponse:
+        trade = get_object_or_404(Trade, id=trade_id)
+        form = CancelForm(request.POST)
+        if form.is_valid():
+            cancelled = _act(
+                request,
+                lambda: trade_cancel_for_customer(
+                    staff=request.user, trade_id=trade_id, reason=form.cleaned_data["reason"]
+                ),
+            )
+            if cancelled is not None:
+                messages.success(request, f"Trade {trade_id} cancelled for the customer.")
+        else:
+            _form_errors(request, form)
+        return _back_to(trade.customer_id)
 
     def reject_view(self, request: HttpRequest, movement_id: int) -> HttpResponse:
         movement = get_object_or_404(StaffMovement, id=movement_id)

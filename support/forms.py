@@ -38,3 +38,7 @@ class NoteForm(forms.Form):
 
 class RejectForm(forms.Form):
     note = forms.CharField(max_length=500, label="Why")
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(max_length=500, label="Why")

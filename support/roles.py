@@ -24,12 +24,20 @@ _VIEW = {
     "staff_actions.view_staffaction",
 }
 ROLES: dict[str, frozenset[str]] = {
-    SUPPORT: frozenset({*_VIEW, "balances.propose_movement", "staff_actions.write_note"}),
+    SUPPORT: frozenset(
+        {
+            *_VIEW,
+            "balances.propose_movement",
+            "staff_actions.write_note",
+            "trades.cancel_for_customer",
+        }
+    ),
     SUPERVISOR: frozenset(
         {
             *_VIEW,
             "balances.propose_movement",
             "staff_actions.write_note",
+            "trades.cancel_for_customer",
             "balances.approve_movement",
             "balances.restrict_account",
         }

@@ -70,6 +70,7 @@ class Trade(models.Model):
     limit_price = models.DecimalField(**PRICE_DIGITS, null=True, blank=True)
 
     class Meta:
+        permissions = [("cancel_for_customer", "Can cancel a placed trade for its customer")]
         constraints = [
             models.UniqueConstraint(fields=["customer", "seq"], name="trade_customer_seq"),
             models.UniqueConstraint(

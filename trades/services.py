@@ -185,8 +185,15 @@ def _refused_placement(params: dict) -> PlaceResult:
     raise RateLimited("rate_limited", RATE_LIMITED.format(wait=wait), retry_after=wait)
 
 
-def trade_cancel(*, customer_id: int, trade_id: int) -> Trade:
-    """Cancel the customer's trade if it is still `placed` (nothing is held for it yet).
+CANCELLED_BY = {
+    "customer": "cancelled by customer",
+    "staff": "cancelled by support for the customer",
+}
+
+
+def trade_cancel(*, customer_id: int, trade_id: int, by: str = "customer") -> Trade:
+    """Cancel the customer's trade if it is still `placed` (nothing is held for it yet),
+    by the customer or by staff for them (support.trades).
 
     One transaction: locks the account row, then the trade row; raises NotFound for
     another customer's trade and Conflict for any state but `placed`."""
@@ -199,8 +206,6 @@ def trade_cancel(*, customer_id: int, trade_id: int) -> Trade:
             raise NotFound("not_found", TRADE_NOT_FOUND)
         if trade.status != Trade.Status.PLACED:
             raise Conflict("trade_not_cancellable", NOT_CANCELLABLE.format(status=trade.status))
-        trade_transition(
-            trade, Trade.Status.CANCELLED, reason="cancelled by customer", finished_at=now
-        )
-    TRADES_CANCELLED.labels(by="customer").inc()
+        trade_transition(trade, Trade.Status.CANCELLED, reason=CANCELLED_BY[by], finished_at=now)
+    transaction.on_commit(lambda: TRADES_CANCELLED.labels(by=by).inc())
     return trade

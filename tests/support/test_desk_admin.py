@@ -15,6 +15,9 @@ from django.test import Client
 from balances.models import Account, StaffMovement
 from staff_actions.models import StaffAction
 from support.roles import SUPERVISOR, SUPPORT
+from tests.factories import place_and_send
+from trades.models import Trade
+from trades.services import trade_place
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("brokerage.admin_urls")]
 
@@ -146,3 +149,39 @@ def test_only_a_superuser_sees_a_logins_password_button(support, customer):
     assert staff_view.status_code == superuser_view.status_code == 200
     assert "Set password" not in staff_view.content.decode()
     assert "Set password" in superuser_view.content.decode()
+
+
+def place(customer_id: int) -> Trade:
+    return trade_place(customer_id=customer_id, ticker="AAPL", side="buy", quantity=1).trade
+
+
+CANCEL_URL = "/admin/balances/account/trade/{}/cancel/"
+
+
+def test_support_cancels_a_placed_trade_for_the_customer_and_not_one_in_flight(support, customer):
+    in_flight, _ = place_and_send(customer.id, quantity=1)
+    waiting = place(customer.id)
+    assert 'value="Cancel for the customer"' in support.get(page(customer.id)).content.decode()
+
+    assert support.post(CANCEL_URL.format(waiting.id), {"reason": "asked"}).status_code == 302
+    assert support.post(CANCEL_URL.format(in_flight.id), {"reason": "x"}).status_code == 302
+
+    assert "trade_not_cancellable" in messages_of(support, customer.id)
+    assert Trade.objects.get(id=in_flight.id).status == "in_progress"
+    cancelled = Trade.objects.get(id=waiting.id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.reason == "cancelled by support for the customer"
+    action = StaffAction.objects.get(kind="trade_cancelled")
+    assert (action.trade_id, action.reason, action.customer_id) == (
+        waiting.id,
+        "asked",
+        customer.id,
+    )
+
+
+def test_a_staff_member_without_the_permission_cannot_cancel(customer):
+    viewer = logged_in(None, "viewer")
+    trade = place(customer.id)
+    response = viewer.post(CANCEL_URL.format(trade.id), {"reason": "x"})
+    assert response.status_code == 403
+    assert Trade.objects.get(id=trade.id).status == "placed"
