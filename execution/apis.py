@@ -17,6 +17,7 @@ from brokerage.metrics import CALLBACKS
 from execution.exchange_client import parse_callback_payload
 from execution.settlement import ReportMismatch, SettleOutcome, trade_settle
 from execution.webhooks import verify_exchange_callback
+from trades.timeline import trade_error_record
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class ExchangeCallbackApi(APIView):
             outcome = trade_settle(report=report)
         except ReportMismatch as exc:
             logger.error("event=callback_mismatch %s", exc)
+            if report.client_order_id.isdigit():
+                trade_error_record(
+                    trade_id=int(report.client_order_id), detail=f"report mismatch: {exc}"
+                )
             raise Conflict("report_mismatch", str(exc)) from None
         if outcome is SettleOutcome.UNKNOWN_TRADE:
             logger.error("event=callback_unknown_trade order=%s", report.client_order_id)

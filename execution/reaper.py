@@ -26,6 +26,7 @@ from outbox.connections import session_failed
 from outbox.services import outbox_enqueue, renotify_stale_outbox
 from trades.models import Trade
 from trades.sql import OPEN_STATUSES
+from trades.timeline import trade_error_record
 
 logger = logging.getLogger("execution.reaper")
 
@@ -112,6 +113,7 @@ def reap_trades_in_flight(
             report.errors.append(f"trade {trade.id}: {exc!r}")
             report.failed.append(trade.id)
             logger.warning("event=reaper_error trade=%s error=%r", trade.id, exc)
+            trade_error_record(trade_id=trade.id, detail=f"reaper: {exc}")
         except Exception as exc:
             if session_failed(exc):
                 raise

@@ -21,6 +21,7 @@ from execution.exchange_client import (
 )
 from execution.refusals import refusal_report
 from execution.settlement import ReportMismatch, trade_settle
+from trades.timeline import trade_error_record
 
 logger = logging.getLogger("execution.submitter")
 
@@ -38,6 +39,8 @@ class Submitter:
         self._make_client = make_client
         self._local = threading.local()
         self._refusals: queue.SimpleQueue[OrderState] = queue.SimpleQueue()
+        # (trade id, what went wrong) for the trade's timeline, written on the caller's thread.
+        self._errors: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
         self._pending = 0
         self._pending_lock = threading.Lock()
 
@@ -51,9 +54,19 @@ class Submitter:
         return self._pending
 
     def book_refusals(self) -> None:
-        """Settle the refused orders' reports. On a database error the report is kept for
-        the next call, and the error raised; a report that disagrees with the order is
-        logged and left to the reaper."""
+        """Settle the refused orders' reports, and put the failed sends on their trades'
+        timelines. On a database error what is left is kept for the next call, and the
+        error raised; a report that disagrees with the order is left to the reaper."""
+        while True:
+            try:
+                trade_id, detail = self._errors.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                trade_error_record(trade_id=trade_id, detail=detail)
+            except DatabaseError:
+                self._errors.put((trade_id, detail))
+                raise
         while True:
             try:
                 report = self._refusals.get_nowait()
@@ -68,6 +81,7 @@ class Submitter:
                 logger.error(
                     "event=refusal_mismatch trade=%s error=%r", report.client_order_id, exc
                 )
+                self._errors.put((int(report.client_order_id), f"refusal mismatch: {exc}"))
 
     def close(self) -> None:
         """Wait for the orders under way, then book their refusals."""
@@ -105,6 +119,7 @@ class Submitter:
                 order.account_id,
                 exc,
             )
+            self._errors.put((int(order.client_order_id), f"submit failed: {exc}"))
         except Exception:
             logger.exception("event=submit_crashed trade=%s", order.client_order_id)
 
@@ -114,6 +129,9 @@ class Submitter:
         except ExchangeError as exc:
             logger.warning(
                 "event=refusal_unconfirmed trade=%s error=%r", order.client_order_id, exc
+            )
+            self._errors.put(
+                (int(order.client_order_id), f"refused ({refusal.detail}), unconfirmed: {exc}")
             )
             return  # the reaper asks again past the deadline
         self._refusals.put(report)

@@ -33,7 +33,7 @@ from staff_actions.services import NotAllowed
 from support.accounts import RESTRICT, WRITE_NOTE, account_status_set, note_write
 from support.forms import CancelForm, MovementForm, NoteForm, RejectForm, StatusForm
 from support.trades import CANCEL, trade_cancel_for_customer
-from trades.models import Trade
+from trades.models import Trade, TradeEvent
 
 LAST = 20
 T = TypeVar("T")
@@ -135,9 +135,9 @@ class CustomerAdmin(ReadOnlyAdmin):
             "positions": Position.objects.filter(customer_id=customer_id, quantity__gt=0).order_by(
                 "ticker"
             ),
-            "open_trades": Trade.objects.filter(
-                customer_id=customer_id, status__in=Trade.OPEN
-            ).order_by("seq"),
+            "open_trades": _with_last_errors(
+                Trade.objects.filter(customer_id=customer_id, status__in=Trade.OPEN).order_by("seq")
+            ),
             "recent_trades": Trade.objects.filter(customer_id=customer_id).order_by("-seq")[:LAST],
             "ledger": LedgerEntry.objects.filter(customer_id=customer_id)
             .select_related("staff_movement__made_by")
@@ -274,6 +274,20 @@ class CustomerAdmin(ReadOnlyAdmin):
         else:
             _form_errors(request, form)
         return _back_to(movement.customer_id)
+
+
+def _with_last_errors(trades: QuerySet[Trade]) -> list[Trade]:
+    """The trades, each with `last_error`: the latest error from the exchange, if any."""
+    found = list(trades)
+    errors = (
+        TradeEvent.objects.filter(trade__in=[t.id for t in found], status=None)
+        .order_by("trade_id", "-id")
+        .distinct("trade_id")
+    )
+    by_trade = {event.trade_id: event for event in errors}
+    for trade in found:
+        trade.last_error = by_trade.get(trade.id)  # type: ignore[attr-defined]
+    return found
 
 
 def _movements(customer_id: int) -> QuerySet[StaffMovement]:

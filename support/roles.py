@@ -20,6 +20,7 @@ _VIEW = {
     "balances.view_ledgerentry",
     "balances.view_staffmovement",
     "trades.view_trade",
+    "trades.view_tradeevent",
     "trades.view_ticker",
     "staff_actions.view_staffaction",
 }

@@ -11,6 +11,7 @@ from staff_actions.services import Staff, staff_action_record, staff_id_with
 from support.accounts import required_text
 from trades.models import Trade
 from trades.services import trade_cancel
+from trades.timeline import staff_actor
 
 CANCEL = "trades.cancel_for_customer"
 
@@ -23,6 +24,7 @@ def trade_cancel_for_customer(*, staff: Staff, trade_id: int, reason: str) -> Tr
     if customer_id is None:
         raise NotFound("unknown_trade", f"No trade {trade_id}.")
     with transaction.atomic():
+        staff_actor(staff.get_username())
         trade = trade_cancel(customer_id=customer_id, trade_id=trade_id, by="staff")
         staff_action_record(
             staff_id=staff_id,

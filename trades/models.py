@@ -138,3 +138,26 @@ class Trade(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
         return ["status", *fields]
+
+
+class TradeEvent(models.Model):
+    """A trade's timeline: each status it took (written by a trigger on the trade, in the
+    same transaction, so no change escapes it) and each error the exchange gave for it
+    (`status` empty; trades.timeline). `actor` is who did it: the database session's
+    application name (web, callbacks, `worker NAME` with the shard's epoch, the reaper)
+    or the staff member. Append-only."""
+
+    id = models.BigAutoField(primary_key=True)
+    trade = models.ForeignKey(
+        Trade, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
+    status = models.CharField(max_length=12, null=True, blank=True)
+    at = models.DateTimeField()
+    actor = models.CharField(max_length=100)
+    detail = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["trade", "id"], name="trade_event_trade")]
+
+    def __str__(self) -> str:
+        return f"trade {self.trade_id} {self.status or 'error'} at {self.at:%Y-%m-%d %H:%M:%S}"
