@@ -32,7 +32,7 @@ from staff_actions.models import StaffAction
 from staff_actions.services import NotAllowed
 from support.accounts import RESTRICT, WRITE_NOTE, account_status_set, note_write
 from support.forms import CancelForm, MovementForm, NoteForm, RejectForm, StatusForm
-from support.trades import CANCEL, trade_cancel_for_customer
+from support.trades import CANCEL, RESOLVE, trade_cancel_for_customer, trade_resolve
 from trades.models import Trade, TradeEvent
 
 LAST = 20
@@ -125,6 +125,7 @@ class CustomerAdmin(ReadOnlyAdmin):
             "status": user.has_perm(RESTRICT),
             "note": user.has_perm(WRITE_NOTE),
             "cancel": user.has_perm(CANCEL),
+            "resolve": user.has_perm(RESOLVE),
         }
         context = {
             **self.admin_site.each_context(request),
@@ -253,6 +254,25 @@ class CustomerAdmin(ReadOnlyAdmin):
             )
             if cancelled is not None:
                 messages.success(request, f"Trade {trade_id} cancelled for the customer.")
+        else:
+            _form_errors(request, form)
+        return _back_to(trade.customer_id)
+
+    def resolve_view(self, request: HttpRequest, trade_id: int) -> HttpResponse:
+        trade = get_object_or_404(Trade, id=trade_id)
+        form = CancelForm(request.POST)
+        if form.is_valid():
+            resolved = _act(
+                request,
+                lambda: trade_resolve(
+                    staff=request.user, trade_id=trade_id, reason=form.cleaned_data["reason"]
+                ),
+            )
+            if resolved is not None:
+                messages.success(
+                    request,
+                    f"Trade {trade_id} resolved from the exchange's record: {resolved.status}.",
+                )
         else:
             _form_errors(request, form)
         return _back_to(trade.customer_id)

@@ -41,6 +41,7 @@ ROLES: dict[str, frozenset[str]] = {
             "trades.cancel_for_customer",
             "balances.approve_movement",
             "balances.restrict_account",
+            "trades.resolve_stuck",
         }
     ),
 }

@@ -70,7 +70,10 @@ class Trade(models.Model):
     limit_price = models.DecimalField(**PRICE_DIGITS, null=True, blank=True)
 
     class Meta:
-        permissions = [("cancel_for_customer", "Can cancel a placed trade for its customer")]
+        permissions = [
+            ("cancel_for_customer", "Can cancel a placed trade for its customer"),
+            ("resolve_stuck", "Can resolve a trade stuck in flight from the exchange's record"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["customer", "seq"], name="trade_customer_seq"),
             models.UniqueConstraint(

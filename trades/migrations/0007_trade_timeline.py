@@ -57,7 +57,7 @@ DROP FUNCTION trades_tradeevent_append_only();
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("trades", "0006_cancel_for_customer_permission"),
+        ("trades", "0006_staff_permissions"),
         # The trigger reads the account's shard and the shard's lease.
         ("balances", "0008_account_status"),
         ("outbox", "0003_lease_heartbeat"),
