@@ -96,6 +96,7 @@ class CustomerAdmin(ReadOnlyAdmin):
                 name="support_approve",
             ),
             path("trade/<int:trade_id>/cancel/", view(self.cancel_view), name="support_cancel"),
+            path("trade/<int:trade_id>/resolve/", view(self.resolve_view), name="support_resolve"),
             path(
                 "movement/<int:movement_id>/reject/",
                 view(self.reject_view),

@@ -185,3 +185,15 @@ def test_a_staff_member_without_the_permission_cannot_cancel(customer):
     response = viewer.post(CANCEL_URL.format(trade.id), {"reason": "x"})
     assert response.status_code == 403
     assert Trade.objects.get(id=trade.id).status == "placed"
+
+
+def test_only_a_supervisor_is_offered_and_allowed_to_resolve(support, supervisor, customer):
+    trade, _ = place_and_send(customer.id, quantity=1)
+    button = 'value="Ask the exchange and resolve"'
+    assert button in supervisor.get(page(customer.id)).content.decode()
+    assert button not in support.get(page(customer.id)).content.decode()
+
+    response = support.post(f"/admin/balances/account/trade/{trade.id}/resolve/", {"reason": "x"})
+
+    assert response.status_code == 403
+    assert Trade.objects.get(id=trade.id).status == "in_progress"
