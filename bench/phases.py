@@ -150,7 +150,8 @@ def prepare_database(args: argparse.Namespace) -> str:
     maintenance, url = database.bench_urls(args.database)
     wanted = database.LOADED_MARK.format(customers=args.customers, trades=args.trades)
     if args.reuse and database.loaded_mark(maintenance, args.database) == wanted:
-        say(f"reusing database {args.database} ({wanted})")
+        say(f"reusing database {args.database} ({wanted}); migrating it to this code")
+        migrate(url)
         return url
     say(f"database {args.database}: recreating, migrating")
     started = time.monotonic()

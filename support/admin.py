@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -161,9 +162,7 @@ class CustomerAdmin(ReadOnlyAdmin):
     # -- actions -------------------------------------------------------------------------
 
     def move_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
-        form = MovementForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
+        def move(data: dict[str, Any]) -> StaffMovement:
             terms = MovementTerms(
                 customer_id=customer_id,
                 kind=data["kind"],
@@ -173,69 +172,50 @@ class CustomerAdmin(ReadOnlyAdmin):
                 quantity=data["quantity"],
                 reverses=data["reverses"],
             )
-            movement = _act(
-                request,
-                lambda: movement_propose(
-                    staff=request.user,
-                    idempotency_key=data["idempotency_key"],
-                    terms=terms,
-                ),
+            return movement_propose(
+                staff=request.user, idempotency_key=data["idempotency_key"], terms=terms
             )
-            if movement is not None:
-                done = (
-                    "waits for a second staff member's approval"
-                    if movement.status == StaffMovement.Status.PENDING
-                    else f"is applied (ledger entry {movement.entry_id})"
-                )
-                messages.success(request, f"Movement {movement.id} {done}.")
-        else:
-            _form_errors(request, form)
+
+        def said(movement: StaffMovement) -> str:
+            if movement.status == StaffMovement.Status.PENDING:
+                return f"Movement {movement.id} waits for a second staff member's approval."
+            return f"Movement {movement.id} is applied (ledger entry {movement.entry_id})."
+
+        _form_action(request, MovementForm, move, said)
         return _back_to(customer_id)
 
     def status_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
-        form = StatusForm(request.POST)
-        if form.is_valid():
-            account = _act(
-                request,
-                lambda: account_status_set(
-                    staff=request.user,
-                    customer_id=customer_id,
-                    status=form.cleaned_data["status"],
-                    reason=form.cleaned_data["reason"],
-                ),
-            )
-            if account is not None:
-                messages.success(request, f"The account is now {account.status}.")
-        else:
-            _form_errors(request, form)
+        _form_action(
+            request,
+            StatusForm,
+            lambda data: account_status_set(
+                staff=request.user,
+                customer_id=customer_id,
+                status=data["status"],
+                reason=data["reason"],
+            ),
+            lambda account: f"The account is now {account.status}.",
+        )
         return _back_to(customer_id)
 
     def note_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
-        form = NoteForm(request.POST)
-        if form.is_valid():
-            note = _act(
-                request,
-                lambda: note_write(
-                    staff=request.user,
-                    customer_id=customer_id,
-                    text=form.cleaned_data["text"],
-                    trade_id=form.cleaned_data["trade_id"],
-                ),
-            )
-            if note is not None:
-                messages.success(request, "Note saved.")
-        else:
-            _form_errors(request, form)
+        _form_action(
+            request,
+            NoteForm,
+            lambda data: note_write(
+                staff=request.user,
+                customer_id=customer_id,
+                text=data["text"],
+                trade_id=data["trade_id"],
+            ),
+            lambda note: "Note saved.",
+        )
         return _back_to(customer_id)
 
     def approve_view(self, request: HttpRequest, movement_id: int) -> HttpResponse:
         movement = get_object_or_404(StaffMovement, id=movement_id)
         approved = _act(
-            request,
-            lambda: movement_approve(
-                staff=request.user,
-                movement_id=movement_id,
-            ),
+            request, lambda: movement_approve(staff=request.user, movement_id=movement_id)
         )
         if approved is not None:
             messages.success(
@@ -243,58 +223,43 @@ class CustomerAdmin(ReadOnlyAdmin):
             )
         return _back_to(movement.customer_id)
 
+    def reject_view(self, request: HttpRequest, movement_id: int) -> HttpResponse:
+        movement = get_object_or_404(StaffMovement, id=movement_id)
+        _form_action(
+            request,
+            RejectForm,
+            lambda data: movement_reject(
+                staff=request.user, movement_id=movement_id, note=data["note"]
+            ),
+            lambda rejected: f"Movement {movement_id} rejected: nothing moved.",
+        )
+        return _back_to(movement.customer_id)
+
     def cancel_view(self, request: HttpRequest, trade_id: int) -> HttpResponse:
         trade = get_object_or_404(Trade, id=trade_id)
-        form = CancelForm(request.POST)
-        if form.is_valid():
-            cancelled = _act(
-                request,
-                lambda: trade_cancel_for_customer(
-                    staff=request.user, trade_id=trade_id, reason=form.cleaned_data["reason"]
-                ),
-            )
-            if cancelled is not None:
-                messages.success(request, f"Trade {trade_id} cancelled for the customer.")
-        else:
-            _form_errors(request, form)
+        _form_action(
+            request,
+            CancelForm,
+            lambda data: trade_cancel_for_customer(
+                staff=request.user, trade_id=trade_id, reason=data["reason"]
+            ),
+            lambda cancelled: f"Trade {trade_id} cancelled for the customer.",
+        )
         return _back_to(trade.customer_id)
 
     def resolve_view(self, request: HttpRequest, trade_id: int) -> HttpResponse:
         trade = get_object_or_404(Trade, id=trade_id)
-        form = CancelForm(request.POST)
-        if form.is_valid():
-            resolved = _act(
-                request,
-                lambda: trade_resolve(
-                    staff=request.user, trade_id=trade_id, reason=form.cleaned_data["reason"]
-                ),
-            )
-            if resolved is not None:
-                messages.success(
-                    request,
-                    f"Trade {trade_id} resolved from the exchange's record: {resolved.status}.",
-                )
-        else:
-            _form_errors(request, form)
+        _form_action(
+            request,
+            CancelForm,
+            lambda data: trade_resolve(
+                staff=request.user, trade_id=trade_id, reason=data["reason"]
+            ),
+            lambda resolved: (
+                f"Trade {trade_id} resolved from the exchange's record: {resolved.status}."
+            ),
+        )
         return _back_to(trade.customer_id)
-
-    def reject_view(self, request: HttpRequest, movement_id: int) -> HttpResponse:
-        movement = get_object_or_404(StaffMovement, id=movement_id)
-        form = RejectForm(request.POST)
-        if form.is_valid():
-            rejected = _act(
-                request,
-                lambda: movement_reject(
-                    staff=request.user,
-                    movement_id=movement_id,
-                    note=form.cleaned_data["note"],
-                ),
-            )
-            if rejected is not None:
-                messages.success(request, f"Movement {movement_id} rejected: nothing moved.")
-        else:
-            _form_errors(request, form)
-        return _back_to(movement.customer_id)
 
 
 def _with_last_errors(trades: QuerySet[Trade]) -> list[Trade]:
@@ -331,9 +296,23 @@ def _act(request: HttpRequest, action: Callable[[], T]) -> T | None:
         return None
 
 
-def _form_errors(request: HttpRequest, form: Any) -> None:
-    problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
-    messages.error(request, f"Refused (invalid_request): {problems}")
+def _form_action(
+    request: HttpRequest,
+    form_class: type[forms.Form],
+    action: Callable[[dict[str, Any]], T],
+    said: Callable[[T], str],
+) -> None:
+    """Check the posted form, run the service with its data, and say what came of it."""
+    form = form_class(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(
+            f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items()
+        )
+        messages.error(request, f"Refused (invalid_request): {problems}")
+        return
+    done = _act(request, lambda: action(form.cleaned_data))
+    if done is not None:
+        messages.success(request, said(done))
 
 
 def _back_to(customer_id: int) -> HttpResponseRedirect:

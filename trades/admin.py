@@ -1,32 +1,32 @@
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from brokerage.admin_mixins import ReadOnlyAdmin
 from trades.models import Ticker, Trade, TradeEvent
 
-
-class TradeEventInline(admin.TabularInline):
-    """The trade's timeline: each status with when and who, and the exchange's errors."""
-
-    model = TradeEvent
-    fields = ("at", "status", "actor", "detail")
-    readonly_fields = fields
-    ordering = ("id",)
-    extra = 0
-    can_delete = False
-    verbose_name = "event"
-    verbose_name_plural = "timeline (status changes, and errors from the exchange)"
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+TIMELINE_ROW = "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"
 
 
 @admin.register(Trade)
 class TradeAdmin(ReadOnlyAdmin):
-    inlines = (TradeEventInline,)
+    readonly_fields = ("timeline",)
+
+    @admin.display(description="timeline (status changes, and errors from the exchange)")
+    def timeline(self, trade: Trade) -> str:
+        rows = [(trade.created_at, "placed", f"customer {trade.customer_id}", "")]
+        rows += [
+            (event.at, event.status or "error", event.actor, event.detail)
+            for event in TradeEvent.objects.filter(trade=trade).order_by("id")
+        ]
+        body = format_html_join(
+            "", TIMELINE_ROW, ((f"{at:%Y-%m-%d %H:%M:%S} UTC", *rest) for at, *rest in rows)
+        )
+        return format_html(
+            "<table><tr><th>when</th><th>status</th><th>who</th><th>detail</th></tr>{}</table>",
+            body,
+        )
+
     list_display = (
         "id",
         "customer",

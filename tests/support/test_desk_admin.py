@@ -197,3 +197,20 @@ def test_only_a_supervisor_is_offered_and_allowed_to_resolve(support, supervisor
 
     assert response.status_code == 403
     assert Trade.objects.get(id=trade.id).status == "in_progress"
+
+
+@pytest.mark.parametrize(
+    ("action", "data"),
+    [
+        ("move", {"kind": "deposit", "amount": "5", "memo": "m", "idempotency_key": "admin-x"}),
+        ("note", {"text": "hello"}),
+        ("status", {"status": "trading_blocked", "reason": "x"}),
+    ],
+)
+def test_a_staff_member_without_a_role_is_refused_every_action(customer, action, data):
+    response = logged_in(None, "nobody").post(
+        f"/admin/balances/account/{customer.id}/{action}/", data
+    )
+    assert response.status_code == 403
+    assert not StaffMovement.objects.exists() and not StaffAction.objects.exists()
+    assert Account.objects.get(customer_id=customer.id).status == "active"

@@ -46,10 +46,9 @@ def test_each_status_of_a_filled_trade_is_on_its_timeline_with_who(client, custo
 
     me = session_name()
     events = timeline(trade.id)
-    assert [status for status, _, _ in events] == ["placed", "in_progress", "filled"]
-    assert events[0][1] == me
-    assert events[1][1] == f"{me} epoch {epoch - 1}" and events[1][2].startswith("limit ")
-    assert events[2][2] == "at 99.5000"
+    assert [status for status, _, _ in events] == ["in_progress", "filled"]
+    assert events[0][1] == f"{me} epoch {epoch - 1}" and events[0][2].startswith("limit ")
+    assert events[1][2] == "at 99.5000"
     times = list(TradeEvent.objects.filter(trade_id=trade.id).values_list("at", flat=True))
     assert times == sorted(times)
 
@@ -108,3 +107,15 @@ def test_the_timeline_is_append_only(customer):
         TradeEvent.objects.filter(id=event.id).update(detail="edited")
     with pytest.raises(DatabaseError), transaction.atomic():
         TradeEvent.objects.filter(id=event.id).delete()
+
+
+@pytest.mark.urls("brokerage.admin_urls")
+def test_the_trades_admin_page_shows_its_placement_and_timeline(customer):
+    from django.test import Client
+
+    trade, _ = place_and_send(customer.id)
+    root = Client()
+    root.force_login(get_user_model().objects.create_superuser("root"))
+    html = root.get(f"/admin/trades/trade/{trade.id}/change/").content.decode()
+    assert f"customer {customer.id}" in html and "placed" in html
+    assert "in_progress" in html and "epoch" in html
