@@ -146,9 +146,9 @@ class Trade(models.Model):
 class TradeEvent(models.Model):
     """A trade's timeline after its placement (the trade's created_at): each status it
     moved to (written by a trigger on the trade, in the same transaction, so no change
-    escapes it) and each error the exchange gave for it (`status` empty; trades.timeline). `actor` is who did it: the database session's
-    application name (web, callbacks, `worker NAME` with the shard's epoch, the reaper)
-    or the staff member. Append-only."""
+    escapes it) and each error the exchange gave for it (`status` empty; trades.timeline).
+    `actor` is who did it: the database session's application name (web, callbacks,
+    `worker NAME` with the shard's epoch, the reaper) or the staff member. Append-only."""
 
     id = models.BigAutoField(primary_key=True)
     trade = models.ForeignKey(
