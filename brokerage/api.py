@@ -137,19 +137,49 @@ class ErrorSerializer(serializers.Serializer):
     )
 
 
-class NewestFirstCursorPagination(CursorPagination):
-    ordering = "-seq"
+MAX_PAGE_SIZE = 200
+INVALID_CURSOR = "The cursor is not one of ours: take it from a page's next or previous."
+
+
+class InvalidCursor(ParseError):
+    """A 400 (DRF's is a 404, which reads as "no such list")."""
+
+    default_detail = INVALID_CURSOR
+    error_code = "invalid_cursor"  # the error body's code (brokerage.errors)
+
+
+class _CursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
-    max_page_size = 200
+    max_page_size = MAX_PAGE_SIZE
+    positions_are_numbers = False
 
     def decode_cursor(self, request: Request) -> Cursor | None:
-        """DRF's decoding, and the position must be a number: the 404 of any bad cursor
-        instead of the query failing on it."""
-        cursor = super().decode_cursor(request)
-        if cursor is not None and cursor.position is not None:
+        """DRF's decoding, and a clear 400 for any cursor that is not ours (DRF's 404 read
+        as "no such list"), a non-numeric position included."""
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise InvalidCursor() from None
+        if self.positions_are_numbers and cursor is not None and cursor.position is not None:
             try:
                 int(cursor.position)
             except ValueError:
-                raise NotFound(self.invalid_cursor_message) from None
+                raise InvalidCursor() from None
         return cursor
+
+
+class NewestFirstCursorPagination(_CursorPagination):
+    ordering = "-seq"
+    positions_are_numbers = True
+
+
+class BySymbolCursorPagination(_CursorPagination):
+    ordering = "symbol"
+
+
+def schema_endpoints_once(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """drf-spectacular's preprocessing hook: leave out the twin of each route that answers
+    without its trailing slash."""
+    slashed = {path for path, *_ in endpoints if path.endswith("/")}
+    return [e for e in endpoints if e[0].endswith("/") or f"{e[0]}/" not in slashed]

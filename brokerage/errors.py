@@ -127,7 +127,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     drf_response = exception_handler(exc, context)
     if drf_response is None:
         return None
-    code = next((name for cls, name in _CODES.items() if isinstance(exc, cls)), "request_refused")
+    code = getattr(exc, "error_code", None) or next(
+        (name for cls, name in _CODES.items() if isinstance(exc, cls)), "request_refused"
+    )
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail
         if isinstance(detail, dict):

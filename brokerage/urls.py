@@ -1,18 +1,43 @@
-from django.urls import include, path
+from collections.abc import Callable
+from typing import Any
+
+from django.urls import URLPattern, include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from balances.apis import AccountApi
+from brokerage.errors import json_not_found
 from brokerage.health import healthz
 from execution.apis import ExchangeCallbackApi
 from execution.metrics import metrics
 from outbox.health import readyz
-from trades.apis import TradeCancelApi, TradeDetailApi, TradeListCreateApi
+from trades.apis import (
+    TickerDetailApi,
+    TickerListApi,
+    TradeCancelAllApi,
+    TradeCancelApi,
+    TradeDetailApi,
+    TradeListCreateApi,
+)
+
+
+def with_and_without_slash(route: str, view: Callable[..., Any], name: str) -> list[URLPattern]:
+    """A client that leaves the trailing slash out must not get a redirect, which it would
+    follow as a GET, dropping a POST's order: both forms answer (the slashed one is the
+    one links name)."""
+    return [path(f"{route}/", view, name=name), path(route, view)]
+
 
 api_v1 = [
-    path("trades/", TradeListCreateApi.as_view(), name="trades"),
-    path("trades/<int:trade_id>/", TradeDetailApi.as_view(), name="trade-detail"),
-    path("trades/<int:trade_id>/cancel/", TradeCancelApi.as_view(), name="trade-cancel"),
-    path("account/", AccountApi.as_view(), name="account"),
+    *with_and_without_slash("trades", TradeListCreateApi.as_view(), "trades"),
+    *with_and_without_slash("trades/cancel-all", TradeCancelAllApi.as_view(), "trades-cancel-all"),
+    *with_and_without_slash("trades/<int:trade_id>", TradeDetailApi.as_view(), "trade-detail"),
+    *with_and_without_slash(
+        "trades/<int:trade_id>/cancel", TradeCancelApi.as_view(), "trade-cancel"
+    ),
+    *with_and_without_slash("account", AccountApi.as_view(), "account"),
+    *with_and_without_slash("tickers", TickerListApi.as_view(), "tickers"),
+    *with_and_without_slash("tickers/<str:symbol>", TickerDetailApi.as_view(), "ticker"),
 ]
 
 handler400 = "brokerage.errors.json_bad_request"
@@ -28,4 +53,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
+    # Anything else: the JSON 404, with DEBUG on too (Django's own 404 page is HTML).
+    re_path(r"^", csrf_exempt(json_not_found), name="not-found"),
 ]

@@ -232,13 +232,19 @@ if REST_FRAMEWORK["NUM_PROXIES"]:
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Brokerage API",
-    "DESCRIPTION": "Market orders on US stocks: place, list, cancel; account balances.",
+    "DESCRIPTION": (
+        "Market orders on US stocks: place, list, cancel; account balances; tickers. Every "
+        "route also answers without its trailing slash."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Each API route also answers without its trailing slash (brokerage.urls); the docs
+    # name each operation once, by its slashed path.
+    "PREPROCESSING_HOOKS": ["brokerage.api.schema_endpoints_once"],
 }
 
 # One handler, on the root logger: every line once (Django's own console handler for its

@@ -11,6 +11,8 @@ from rest_framework.views import APIView
 
 from balances.money import PRICE_DIGITS
 from brokerage.api import (
+    MAX_PAGE_SIZE,
+    BySymbolCursorPagination,
     DigitsIntegerField,
     FlatSerializer,
     NewestFirstCursorPagination,
@@ -20,10 +22,22 @@ from brokerage.api import (
     customer_id_of,
     error_responses,
 )
-from brokerage.errors import NotFound
-from trades.models import Trade
-from trades.selectors import ticker_is_tradable, trade_get_for_customer, trade_list_for_customer
-from trades.services import TRADE_NOT_FOUND, trade_cancel, trade_place, trade_replayed_as_placed
+from brokerage.errors import Conflict, NotFound
+from trades.models import Ticker, Trade
+from trades.selectors import (
+    STATUS_GROUPS,
+    ticker_is_tradable,
+    ticker_list,
+    trade_get_for_customer,
+    trade_list_for_customer,
+)
+from trades.services import (
+    TRADE_NOT_FOUND,
+    trade_cancel,
+    trade_cancel_all,
+    trade_place,
+    trade_replayed_as_placed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +57,10 @@ class TradeOutputSerializer(FlatSerializer):
     submitted_at = serializers.DateTimeField(allow_null=True)
     executed_at = serializers.DateTimeField(allow_null=True)
     fill_price = serializers.DecimalField(**PRICE_DIGITS, allow_null=True)
+    finished_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it became filled, rejected or cancelled."
+    )
+    updated_at = serializers.DateTimeField(help_text="When its status last changed.")
 
 
 class TradePageSerializer(serializers.Serializer):
@@ -76,23 +94,46 @@ class TradeListCreateApi(APIView):
             return symbol
 
     class FilterSerializer(StrictInputSerializer):
-        status = serializers.ChoiceField(choices=Trade.Status.choices, required=False)
+        status = serializers.ChoiceField(
+            choices=[*STATUS_GROUPS, *Trade.Status.values],
+            required=False,
+            help_text="A status, or open (placed, in_progress) or closed (the final ones).",
+        )
+        ticker = serializers.CharField(max_length=10, required=False)
+        side = serializers.ChoiceField(choices=Trade.Side.choices, required=False)
+        created_after = serializers.DateTimeField(required=False)
+        created_before = serializers.DateTimeField(required=False)
+        client_order_id = StrictRegexField(
+            r"^[\x21-\x7e]{1,64}$",
+            required=False,
+            error_messages={"invalid": CLIENT_ORDER_ID_FORMAT},
+            help_text="Look an order up by your key without placing it again.",
+        )
         cursor = serializers.CharField(required=False, help_text="From a page's next/previous.")
         limit = DigitsIntegerField(
-            required=False, min_value=1, help_text="Page size; more than 200 gives 200."
+            required=False,
+            min_value=1,
+            max_value=MAX_PAGE_SIZE,
+            help_text=f"Page size, 1 to {MAX_PAGE_SIZE} (default 50).",
         )
+
+        def validate_ticker(self, value: str) -> str:
+            return value.strip().upper()
 
     @extend_schema(
         operation_id="trades_list",
         parameters=[FilterSerializer],
-        responses={200: TradePageSerializer, **error_responses(400, 401, 404)},
+        responses={200: TradePageSerializer, **error_responses(400, 401)},
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        trades = trade_list_for_customer(
-            customer_id=customer_id_of(request), status=filters.validated_data.get("status")
-        )
+        wanted = {
+            name: value
+            for name, value in filters.validated_data.items()
+            if name not in ("cursor", "limit")
+        }
+        trades = trade_list_for_customer(customer_id=customer_id_of(request), **wanted)
         paginator = NewestFirstCursorPagination()
         page = paginator.paginate_queryset(trades, request, view=self)
         return paginator.get_paginated_response(TradeOutputSerializer(page, many=True).data)
@@ -158,5 +199,98 @@ class TradeCancelApi(APIView):
         responses={200: TradeOutputSerializer, **error_responses(401, 403, 404, 409)},
     )
     def post(self, request: Request, trade_id: int) -> Response:
-        trade = trade_cancel(customer_id=customer_id_of(request), trade_id=trade_id)
+        customer_id = customer_id_of(request)
+        try:
+            trade = trade_cancel(customer_id=customer_id, trade_id=trade_id)
+        except Conflict as refused:
+            # The trade as it is now, so that the client need not ask again.
+            current = trade_get_for_customer(customer_id=customer_id, trade_id=trade_id)
+            raise Conflict(
+                refused.code,
+                refused.detail,
+                extra={"trade": TradeOutputSerializer(current).data},
+            ) from None
         return Response(TradeOutputSerializer(trade).data)
+
+
+class CancelOutcomeSerializer(serializers.Serializer):
+    trade = TradeOutputSerializer()
+    outcome = serializers.ChoiceField(
+        choices=["cancelled", "not_cancellable"],
+        help_text="not_cancellable: already sent to the exchange; it fills or is rejected.",
+    )
+
+
+class CancelAllResultSerializer(serializers.Serializer):
+    results = CancelOutcomeSerializer(many=True)
+
+
+class TradeCancelAllApi(APIView):
+    @extend_schema(
+        operation_id="trades_cancel_all",
+        request=None,
+        responses={200: CancelAllResultSerializer, **error_responses(401, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        """Cancel every trade still placed; say, for each open trade, what became of it."""
+        outcomes = trade_cancel_all(customer_id=customer_id_of(request))
+        results = [
+            {"trade": trade, "outcome": "cancelled" if cancelled else "not_cancellable"}
+            for trade, cancelled in outcomes
+        ]
+        return Response(CancelAllResultSerializer({"results": results}).data)
+
+
+class TickerOutputSerializer(FlatSerializer):
+    symbol = serializers.CharField()
+    name = serializers.CharField()
+    tradable = serializers.BooleanField(source="active")
+
+
+class TickerPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = TickerOutputSerializer(many=True)
+
+
+class TickerListApi(APIView):
+    class FilterSerializer(StrictInputSerializer):
+        search = serializers.CharField(
+            max_length=100, required=False, help_text="A symbol's start or a part of the name."
+        )
+        active = serializers.BooleanField(required=False, help_text="true: tradable only.")
+        cursor = serializers.CharField(required=False, help_text="From a page's next/previous.")
+        limit = DigitsIntegerField(
+            required=False,
+            min_value=1,
+            max_value=MAX_PAGE_SIZE,
+            help_text=f"Page size, 1 to {MAX_PAGE_SIZE} (default 50).",
+        )
+
+    @extend_schema(
+        operation_id="tickers_list",
+        parameters=[FilterSerializer],
+        responses={200: TickerPageSerializer, **error_responses(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        tickers = ticker_list(
+            search=filters.validated_data.get("search"),
+            active=filters.validated_data.get("active"),
+        )
+        paginator = BySymbolCursorPagination()
+        page = paginator.paginate_queryset(tickers, request, view=self)
+        return paginator.get_paginated_response(TickerOutputSerializer(page, many=True).data)
+
+
+class TickerDetailApi(APIView):
+    @extend_schema(
+        operation_id="tickers_retrieve",
+        responses={200: TickerOutputSerializer, **error_responses(401, 404)},
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        ticker = Ticker.objects.filter(symbol=symbol.upper()).first()
+        if ticker is None:
+            raise NotFound("not_found", UNKNOWN_TICKER.format(symbol=symbol.upper()))
+        return Response(TickerOutputSerializer(ticker).data)

@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -126,6 +128,12 @@ class Trade(models.Model):
 
     def __str__(self) -> str:
         return f"trade {self.id}: {self.side} {self.quantity} {self.ticker_id} ({self.status})"
+
+    @property
+    def updated_at(self) -> datetime:
+        """When it last changed: each status stamps its own time (placed: created_at,
+        in_progress: submitted_at, final: finished_at), so the latest one set is it."""
+        return self.finished_at or self.submitted_at or self.created_at
 
     @classmethod
     def check_transition(cls, current: str, new: str) -> None:

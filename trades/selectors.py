@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 
 from balances.models import Account
@@ -40,11 +40,48 @@ def ticker_cache_clear() -> None:
     _tickers_loaded_at = float("-inf")
 
 
-def trade_list_for_customer(*, customer_id: int, status: str | None = None) -> QuerySet[Trade]:
+# A status filter may also name a group of statuses.
+STATUS_GROUPS: dict[str, tuple[str, ...]] = {
+    "open": tuple(Trade.OPEN),
+    "closed": (Trade.Status.FILLED, Trade.Status.REJECTED, Trade.Status.CANCELLED),
+}
+
+
+def trade_list_for_customer(
+    *,
+    customer_id: int,
+    status: str | None = None,
+    ticker: str | None = None,
+    side: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    client_order_id: str | None = None,
+) -> QuerySet[Trade]:
+    """The customer's trades, narrowed by each filter given (`status` may be a group)."""
     trades = Trade.objects.filter(customer_id=customer_id)
     if status:
-        trades = trades.filter(status=status)
+        trades = trades.filter(status__in=STATUS_GROUPS.get(status, (status,)))
+    if ticker:
+        trades = trades.filter(ticker_id=ticker)
+    if side:
+        trades = trades.filter(side=side)
+    if created_after:
+        trades = trades.filter(created_at__gt=created_after)
+    if created_before:
+        trades = trades.filter(created_at__lt=created_before)
+    if client_order_id:
+        trades = trades.filter(client_order_id=client_order_id)
     return trades
+
+
+def ticker_list(*, search: str | None = None, active: bool | None = None) -> QuerySet[Ticker]:
+    """Tickers whose symbol starts with, or whose name contains, `search`."""
+    tickers = Ticker.objects.all()
+    if search:
+        tickers = tickers.filter(Q(symbol__istartswith=search) | Q(name__icontains=search))
+    if active is not None:
+        tickers = tickers.filter(active=active)
+    return tickers
 
 
 def trade_get_for_customer(*, customer_id: int, trade_id: int) -> Trade | None:

@@ -209,3 +209,28 @@ def trade_cancel(*, customer_id: int, trade_id: int, by: str = "customer") -> Tr
         trade_transition(trade, Trade.Status.CANCELLED, reason=CANCELLED_BY[by], finished_at=now)
     transaction.on_commit(lambda: TRADES_CANCELLED.labels(by=by).inc())
     return trade
+
+
+def trade_cancel_all(*, customer_id: int) -> list[tuple[Trade, bool]]:
+    """Cancel every trade of the customer still `placed`, in one transaction (account
+    lock, then the open trades' rows); returns each open trade with whether it was
+    cancelled (one already in flight is not: it fills or is rejected)."""
+    with transaction.atomic():
+        now = account_lock(customer_id=customer_id)
+        open_trades = list(
+            Trade.objects.select_for_update()
+            .filter(customer_id=customer_id, status__in=Trade.OPEN)
+            .order_by("seq")
+        )
+        outcomes = []
+        for trade in open_trades:
+            cancellable = trade.status == Trade.Status.PLACED
+            if cancellable:
+                trade_transition(
+                    trade, Trade.Status.CANCELLED, reason=CANCELLED_BY["customer"], finished_at=now
+                )
+            outcomes.append((trade, cancellable))
+    cancelled = sum(1 for _, done in outcomes if done)
+    if cancelled:
+        TRADES_CANCELLED.labels(by="customer").inc(cancelled)
+    return outcomes

@@ -69,23 +69,24 @@ class TestRead:
         assert "limit" in response.json()["fields"]
 
     @pytest.mark.parametrize("position", ["p=abc", "r=1&p=1.5", "p="])
-    def test_a_cursor_with_a_bad_position_is_a_404(self, api, position):
+    def test_a_cursor_with_a_bad_position_is_a_400(self, api, position):
         place(api)
         cursor = base64.b64encode(position.encode()).decode()
 
         response = api.get(URL, {"cursor": cursor})
 
-        assert response.status_code == 404
-        assert response.json()["error"] == "not_found"
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_cursor"
 
-    def test_page_size_is_capped(self, api, customer):
+    def test_the_largest_page_is_200(self, api, customer):
         Trade.objects.bulk_create(
             Trade(customer_id=customer.id, seq=n, ticker_id="AAPL", side="buy", quantity=1)
             for n in range(1, 206)
         )
-        page = api.get(f"{URL}?limit=100000").json()
+        page = api.get(f"{URL}?limit=200").json()
         assert len(page["results"]) == 200
         assert page["next"]
+        assert api.get(f"{URL}?limit=100000").status_code == 400
 
     def test_status_filter(self, api):
         a = place(api)
@@ -176,3 +177,88 @@ class TestOtherCustomersTrades:
         assert client.get(f"{URL}{trade['id']}/").status_code == 401
         assert client.post(f"{URL}{trade['id']}/cancel/").status_code == 401
         assert client.get("/api/v1/account/").status_code == 401
+
+
+@pytest.mark.django_db
+class TestFiltersAndConventions:
+    def test_each_filter_narrows_the_list(self, api):
+        a = place(api, ticker="AAPL", side="buy", client_order_id="mine-1")
+        b = place(api, ticker="MSFT", side="sell", quantity=1)
+        api.post(f"{URL}{a['id']}/cancel/")
+
+        def ids(**query):
+            response = api.get(URL, query)
+            assert response.status_code == 200, response.content
+            return [t["id"] for t in response.json()["results"]]
+
+        assert ids(status="open") == [b["id"]]
+        assert ids(status="closed") == [a["id"]]
+        assert ids(ticker="msft") == [b["id"]]
+        assert ids(side="buy") == [a["id"]]
+        assert ids(client_order_id="mine-1") == [a["id"]]
+        created = Trade.objects.get(id=b["id"]).created_at
+        assert ids(created_before=created.isoformat()) == [a["id"]]
+        assert ids(created_after=created.isoformat()) == []
+
+    def test_every_trade_says_when_it_changed_and_ended(self, api):
+        trade = place(api)
+        cancelled = api.post(f"{URL}{trade['id']}/cancel/").json()
+        assert trade["finished_at"] is None and trade["updated_at"] == trade["created_at"]
+        assert cancelled["finished_at"] and cancelled["updated_at"] == cancelled["finished_at"]
+
+    def test_a_refused_cancel_carries_the_trade(self, api):
+        trade = place(api)
+        force_sent(trade["id"])
+        response = api.post(f"{URL}{trade['id']}/cancel/")
+        assert response.status_code == 409
+        assert response.json()["trade"]["status"] == "in_progress"
+
+    def test_cancel_all_cancels_the_placed_and_says_so_for_each(self, api):
+        sent, waiting = place(api), place(api)
+        force_sent(sent["id"])
+        response = api.post(f"{URL}cancel-all/")
+        assert response.status_code == 200
+        outcomes = {r["trade"]["id"]: r["outcome"] for r in response.json()["results"]}
+        assert outcomes == {sent["id"]: "not_cancellable", waiting["id"]: "cancelled"}
+        assert Trade.objects.get(id=waiting["id"]).status == "cancelled"
+
+    def test_a_route_without_its_trailing_slash_answers_the_same(self, api):
+        response = api.post(
+            URL.rstrip("/"), {"ticker": "AAPL", "side": "buy", "quantity": 1}, format="json"
+        )
+        assert response.status_code == 201
+        assert api.get(f"{URL}{response.json()['id']}").status_code == 200
+
+    def test_a_page_above_the_cap_or_a_bad_cursor_is_a_clear_400(self, api):
+        place(api)
+        too_big = api.get(URL, {"limit": "201"})
+        assert too_big.status_code == 400 and "limit" in too_big.json()["fields"]
+        bad = api.get(URL, {"cursor": "not-a-cursor"})
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_cursor"
+
+    def test_an_unknown_url_is_a_json_404_with_debug_on_too(self, api, settings):
+        settings.DEBUG = True
+        response = api.get("/api/v1/nothing-here/")
+        assert response.status_code == 404 and response.json()["error"] == "not_found"
+        assert api.post("/api/v1/nothing-here/").status_code == 404
+
+
+@pytest.mark.django_db
+class TestTickers:
+    def test_search_and_detail(self, api):
+        found = api.get("/api/v1/tickers/", {"search": "AAP"}).json()["results"]
+        assert {"symbol": "AAPL", "name": found[0]["name"], "tradable": True} in found
+        assert api.get("/api/v1/tickers/aapl/").json()["symbol"] == "AAPL"
+        missing = api.get("/api/v1/tickers/NOPE/")
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+    def test_the_active_filter(self, api):
+        from trades.models import Ticker
+
+        Ticker.objects.filter(symbol="MSFT").update(active=False)
+        inactive = api.get("/api/v1/tickers/", {"active": "false", "limit": 200}).json()
+        assert [t["symbol"] for t in inactive["results"]] == ["MSFT"]
+        assert api.get("/api/v1/tickers/", {"active": "maybe"}).status_code == 400
+
+    def test_tickers_need_a_token(self, client):
+        assert client.get("/api/v1/tickers/").status_code == 401
