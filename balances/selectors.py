@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
-from balances.models import Account, Position
+from django.db.models import QuerySet
+
+from balances.models import Account, LedgerEntry, Position
 
 
 @dataclass(frozen=True)
@@ -31,3 +34,38 @@ def account_summary(*, customer_id: int) -> AccountSummary | None:
         status=account.status,
         status_reason=account.status_reason,
     )
+
+
+# An activity's type: a fill's two entries are each of type `fill`.
+ACTIVITY_TYPES: dict[str, tuple[str, ...]] = {
+    "fill": (
+        LedgerEntry.Kind.BUY_CASH,
+        LedgerEntry.Kind.BUY_SHARES,
+        LedgerEntry.Kind.SELL_SHARES,
+        LedgerEntry.Kind.SELL_CASH,
+    ),
+    "deposit": (LedgerEntry.Kind.DEPOSIT,),
+    "withdrawal": (LedgerEntry.Kind.WITHDRAWAL,),
+    "shares_in": (LedgerEntry.Kind.SHARES_IN,),
+    "shares_out": (LedgerEntry.Kind.SHARES_OUT,),
+    "correction": (LedgerEntry.Kind.REVERSAL,),
+}
+ACTIVITY_TYPE_OF = {kind: name for name, kinds in ACTIVITY_TYPES.items() for kind in kinds}
+
+
+def activities_for_customer(
+    *,
+    customer_id: int,
+    types: list[str] | None = None,
+    after: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[LedgerEntry]:
+    """The customer's ledger entries (each a movement of cash or of shares)."""
+    entries = LedgerEntry.objects.filter(customer_id=customer_id)
+    if types:
+        entries = entries.filter(kind__in=[k for t in types for k in ACTIVITY_TYPES[t]])
+    if after:
+        entries = entries.filter(created_at__gt=after)
+    if until:
+        entries = entries.filter(created_at__lte=until)
+    return entries

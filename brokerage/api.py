@@ -178,6 +178,11 @@ class BySymbolCursorPagination(_CursorPagination):
     ordering = "symbol"
 
 
+class NewestEntryFirstCursorPagination(_CursorPagination):
+    ordering = "-id"
+    positions_are_numbers = True
+
+
 def schema_endpoints_once(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
     """drf-spectacular's preprocessing hook: leave out the twin of each route that answers
     without its trailing slash."""

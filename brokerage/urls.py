@@ -5,7 +5,7 @@ from django.urls import URLPattern, include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from balances.apis import AccountApi
+from balances.apis import AccountApi, ActivitiesApi
 from brokerage.errors import json_not_found
 from brokerage.health import healthz
 from execution.apis import ExchangeCallbackApi
@@ -36,6 +36,7 @@ api_v1 = [
         "trades/<int:trade_id>/cancel", TradeCancelApi.as_view(), "trade-cancel"
     ),
     *with_and_without_slash("account", AccountApi.as_view(), "account"),
+    *with_and_without_slash("account/activities", ActivitiesApi.as_view(), "account-activities"),
     *with_and_without_slash("tickers", TickerListApi.as_view(), "tickers"),
     *with_and_without_slash("tickers/<str:symbol>", TickerDetailApi.as_view(), "ticker"),
 ]

@@ -1,4 +1,5 @@
 import json
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
@@ -84,3 +85,64 @@ def test_seed_demo_makes_customers(capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 2
     assert Account.objects.count() == 2
+
+
+@pytest.mark.django_db
+class TestActivities:
+    URL = "/api/v1/account/activities/"
+
+    def test_fills_and_movements_newest_first_filtered_by_type_and_time(self, client, customer):
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Permission
+
+        from balances.movements import MovementTerms, movement_propose
+        from tests.factories import callback_body, place_and_send, signed_headers
+
+        trade, _ = place_and_send(customer.id, quantity=1)
+        body = callback_body(trade)
+        client.generic(
+            "POST",
+            "/exchange/callback/",
+            body,
+            content_type="application/json",
+            **signed_headers(body),
+        )
+        staff = get_user_model().objects.create_user(username="s", is_staff=True)
+        staff.user_permissions.add(Permission.objects.get(codename="propose_movement"))
+        staff = get_user_model().objects.get(pk=staff.pk)
+        movement_propose(
+            staff=staff,
+            idempotency_key="w",
+            terms=MovementTerms(
+                customer_id=customer.id, kind="withdrawal", memo="internal", amount=Decimal("5")
+            ),
+        )
+        api = customer.client()
+
+        everything = api.get(self.URL).json()["results"]
+        assert [a["type"] for a in everything] == [
+            "withdrawal",
+            "fill",
+            "fill",
+            "shares_in",
+            "deposit",
+        ]
+        assert everything[0]["cash_amount"] == "-5.00" and "memo" not in everything[0]
+        fills = api.get(self.URL, {"type": "fill"}).json()["results"]
+        assert {a["trade_id"] for a in fills} == {trade.id}
+        two = api.get(self.URL, {"type": "deposit,withdrawal"}).json()["results"]
+        assert [a["type"] for a in two] == ["withdrawal", "deposit"]
+        newest = everything[0]["created_at"]
+        assert api.get(self.URL, {"after": newest}).json()["results"] == []
+        assert len(api.get(self.URL, {"until": newest}).json()["results"]) == len(everything)
+
+    def test_an_unknown_type_is_a_400_naming_it(self, customer):
+        response = customer.client().get(self.URL, {"type": "fill,dividend"})
+        assert response.status_code == 400
+        assert "dividend" in response.json()["fields"]["type"][0]
+
+    def test_only_the_customers_own(self, customer, make_customer):
+        other = make_customer(cash="1.00")
+        mine = customer.client().get(self.URL).json()["results"]
+        theirs = other.client().get(self.URL).json()["results"]
+        assert {a["id"] for a in mine}.isdisjoint({a["id"] for a in theirs})
