@@ -18,11 +18,9 @@ from balances.selectors import (
 )
 from balances.services import NoAccount
 from brokerage.api import (
-    MAX_PAGE_SIZE,
-    DigitsIntegerField,
     ErrorSerializer,
     NewestEntryFirstCursorPagination,
-    StrictInputSerializer,
+    PageParameters,
     customer_id_of,
     error_responses,
 )
@@ -101,19 +99,12 @@ class ActivityTypesField(serializers.Field):
 
 
 class ActivitiesApi(APIView):
-    class FilterSerializer(StrictInputSerializer):
+    class FilterSerializer(PageParameters):
         type = ActivityTypesField(
             required=False, help_text=f"Comma-separated: {', '.join(ACTIVITY_TYPES)}."
         )
         after = serializers.DateTimeField(required=False, help_text="Later than this.")
         until = serializers.DateTimeField(required=False, help_text="At or before this.")
-        cursor = serializers.CharField(required=False, help_text="From a page's next/previous.")
-        limit = DigitsIntegerField(
-            required=False,
-            min_value=1,
-            max_value=MAX_PAGE_SIZE,
-            help_text=f"Page size, 1 to {MAX_PAGE_SIZE} (default 50).",
-        )
 
     @extend_schema(
         operation_id="account_activities",

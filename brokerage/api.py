@@ -138,6 +138,20 @@ class ErrorSerializer(serializers.Serializer):
 
 
 MAX_PAGE_SIZE = 200
+
+
+class PageParameters(StrictInputSerializer):
+    """A paginated list's own query parameters; a list's filters add theirs."""
+
+    cursor = serializers.CharField(required=False, help_text="From a page's next/previous.")
+    limit = DigitsIntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_PAGE_SIZE,
+        help_text=f"Page size, 1 to {MAX_PAGE_SIZE} (default 50).",
+    )
+
+
 INVALID_CURSOR = "The cursor is not one of ours: take it from a page's next or previous."
 
 

@@ -11,11 +11,10 @@ from rest_framework.views import APIView
 
 from balances.money import PRICE_DIGITS
 from brokerage.api import (
-    MAX_PAGE_SIZE,
     BySymbolCursorPagination,
-    DigitsIntegerField,
     FlatSerializer,
     NewestFirstCursorPagination,
+    PageParameters,
     StrictInputSerializer,
     StrictIntegerField,
     StrictRegexField,
@@ -93,7 +92,7 @@ class TradeListCreateApi(APIView):
                 raise serializers.ValidationError(UNKNOWN_TICKER.format(symbol=symbol))
             return symbol
 
-    class FilterSerializer(StrictInputSerializer):
+    class FilterSerializer(PageParameters):
         status = serializers.ChoiceField(
             choices=[*STATUS_GROUPS, *Trade.Status.values],
             required=False,
@@ -108,13 +107,6 @@ class TradeListCreateApi(APIView):
             required=False,
             error_messages={"invalid": CLIENT_ORDER_ID_FORMAT},
             help_text="Look an order up by your key without placing it again.",
-        )
-        cursor = serializers.CharField(required=False, help_text="From a page's next/previous.")
-        limit = DigitsIntegerField(
-            required=False,
-            min_value=1,
-            max_value=MAX_PAGE_SIZE,
-            help_text=f"Page size, 1 to {MAX_PAGE_SIZE} (default 50).",
         )
 
         def validate_ticker(self, value: str) -> str:
@@ -254,18 +246,11 @@ class TickerPageSerializer(serializers.Serializer):
 
 
 class TickerListApi(APIView):
-    class FilterSerializer(StrictInputSerializer):
+    class FilterSerializer(PageParameters):
         search = serializers.CharField(
             max_length=100, required=False, help_text="A symbol's start or a part of the name."
         )
         active = serializers.BooleanField(required=False, help_text="true: tradable only.")
-        cursor = serializers.CharField(required=False, help_text="From a page's next/previous.")
-        limit = DigitsIntegerField(
-            required=False,
-            min_value=1,
-            max_value=MAX_PAGE_SIZE,
-            help_text=f"Page size, 1 to {MAX_PAGE_SIZE} (default 50).",
-        )
 
     @extend_schema(
         operation_id="tickers_list",
