@@ -209,11 +209,17 @@ def _entry_delta(entry: LedgerEntry) -> _Delta:
     return _Delta(cash=None, ticker=entry.ticker, shares=-entry.share_quantity)
 
 
-def _lock_account(customer_id: int) -> None:
+def lock_customer_account(customer_id: int) -> None:
+    """The customer lock for a staff action naming a customer by id: an unknown one is a
+    404 (the customer API's NoAccount is a 403 about the caller)."""
     try:
         account_lock(customer_id=customer_id)
     except NoAccount:
-        raise NotFound("unknown_customer", f"No customer {customer_id} with an account.") from None
+        raise unknown_customer(customer_id) from None
+
+
+def unknown_customer(customer_id: int) -> NotFound:
+    return NotFound("unknown_customer", f"No customer {customer_id} with an account.")
 
 
 def _available(delta: _Delta, customer_id: int) -> None:
@@ -295,7 +301,7 @@ def movement_propose(*, staff: Staff, idempotency_key: str, terms: MovementTerms
     key = _key(idempotency_key)
     terms = _checked(terms)
     with transaction.atomic():
-        _lock_account(terms.customer_id)
+        lock_customer_account(terms.customer_id)
         existing = StaffMovement.objects.filter(idempotency_key=key).first()
         if existing is not None:
             if not _same_terms(existing, terms):
@@ -371,7 +377,7 @@ def _pending(movement_id: int) -> StaffMovement:
     )
     if customer_id is None:
         raise NotFound("unknown_movement", f"No staff movement {movement_id}.")
-    _lock_account(customer_id)
+    lock_customer_account(customer_id)
     return StaffMovement.objects.select_for_update().get(id=movement_id)
 
 

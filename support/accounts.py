@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from api_keys.services import api_key_revoke
 from balances.models import Account, Position
-from balances.services import NoAccount, account_lock
+from balances.movements import lock_customer_account, unknown_customer
 from brokerage.errors import BrokerageError, Conflict, NotFound
 from staff_actions.models import StaffAction
 from staff_actions.services import Staff, staff_action_record, staff_id_with
@@ -26,14 +26,6 @@ def required_text(text: str, what: str) -> str:
     if len(value) > MAX_TEXT:
         raise BrokerageError(f"{what}_too_long", f"The {what} is over {MAX_TEXT} characters.")
     return value
-
-
-def _locked_account(customer_id: int) -> Account:
-    try:
-        account_lock(customer_id=customer_id)
-    except NoAccount:
-        raise NotFound("unknown_customer", f"No customer {customer_id} with an account.") from None
-    return Account.objects.get(customer_id=customer_id)
 
 
 def _why_not_closable(account: Account) -> list[str]:
@@ -64,7 +56,8 @@ def account_status_set(*, staff: Staff, customer_id: int, status: str, reason: s
         )
     reason = required_text(reason, "reason")
     with transaction.atomic():
-        account = _locked_account(customer_id)
+        lock_customer_account(customer_id)
+        account = Account.objects.get(customer_id=customer_id)
         before = account.status
         if before == Account.Status.CLOSED:
             raise Conflict("account_closed", "This account is closed; closing is final.")
@@ -103,7 +96,7 @@ def note_write(
     staff_id = staff_id_with(staff, WRITE_NOTE)
     text = required_text(text, "note")
     if not Account.objects.filter(customer_id=customer_id).exists():
-        raise NotFound("unknown_customer", f"No customer {customer_id} with an account.")
+        raise unknown_customer(customer_id)
     if (
         trade_id is not None
         and not Trade.objects.filter(id=trade_id, customer_id=customer_id).exists()

@@ -44,5 +44,6 @@ SELECT trade.id, trade.seq, trade.created_at, account.shard FROM trade, account
 
 # Why a placement wrote nothing: the account's bucket and status now, if there is one.
 REFUSAL_SQL = f"""
-SELECT {TOKENS_NOW}, status FROM balances_account WHERE customer_id = %(customer_id)s
+SELECT {TOKENS_NOW}, status, status_reason FROM balances_account
+WHERE customer_id = %(customer_id)s
 """

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from balances.models import Account
 from balances.services import AccountRestricted, NoAccount, account_lock, order_allowed
 from brokerage.errors import Conflict, NotFound, RateLimited
 from brokerage.metrics import TRADES_CANCELLED, TRADES_PLACED
@@ -173,14 +172,9 @@ def _refused_placement(params: dict) -> PlaceResult:
         row = cursor.fetchone()
     if row is None:
         raise NoAccount()
-    tokens, status = row
+    tokens, status, reason = row
     if not order_allowed(status, params["side"]):
-        reason = (
-            Account.objects.filter(customer_id=params["customer_id"])
-            .values_list("status_reason", flat=True)
-            .first()
-        )
-        raise AccountRestricted(status, reason or "")
+        raise AccountRestricted(status, reason)
     wait = max(1, math.ceil((1 - tokens) / params["rate"]))
     raise RateLimited("rate_limited", RATE_LIMITED.format(wait=wait), retry_after=wait)
 
