@@ -15,7 +15,7 @@ from api_keys.models import PREFIX_LENGTH, ApiKey
 KEY_BYTES = 20
 
 # One plain statement on every request: the ORM's query compiling cost a millisecond of CPU.
-_CANDIDATES_SQL = """
+CANDIDATES_SQL = """
 SELECT k.digest, u.id, u.is_active FROM api_keys_apikey k JOIN auth_user u ON u.id = k.customer_id
 WHERE k.prefix = %s
 """
@@ -50,10 +50,15 @@ def api_key_revoke(*, customer_id: int) -> bool:
 def key_holder(key: str) -> tuple[int, bool] | None:
     """(customer id, whether their login is active) of the key's holder, or None. Keys are
     found by their prefix, then their digests compared in constant time."""
-    digest = digest_of(key)
     with connection.cursor() as cursor:
-        cursor.execute(_CANDIDATES_SQL, [key[:PREFIX_LENGTH]])
-        candidates = cursor.fetchall()
+        cursor.execute(CANDIDATES_SQL, [key[:PREFIX_LENGTH]])
+        return holder_among(cursor.fetchall(), key)
+
+
+def holder_among(candidates: list[tuple[str, int, bool]], key: str) -> tuple[int, bool] | None:
+    """Of CANDIDATES_SQL's rows for the key's prefix, the (customer id, active) of the one
+    whose digest is the key's, compared in constant time."""
+    digest = digest_of(key)
     found = None
     for stored, customer_id, is_active in candidates:
         if hmac.compare_digest(stored, digest):

@@ -25,6 +25,7 @@ from balances.models import LedgerEntry, StaffMovement
 from balances.money import CENT, MAX_CASH
 from balances.services import NoAccount, account_lock
 from brokerage.errors import BrokerageError, Conflict, NotFound
+from outbox.notify import customer_wake_on_commit
 from staff_actions.models import StaffAction
 from staff_actions.services import NotAllowed, Staff, staff_action_record, staff_id_with
 
@@ -257,6 +258,7 @@ def _available(delta: _Delta, customer_id: int) -> None:
 def _apply(movement: StaffMovement, delta: _Delta) -> None:
     """Move the balance and write the one ledger entry. Caller holds the account lock."""
     _available(delta, movement.customer_id)
+    customer_wake_on_commit(movement.customer_id)
     with connection.cursor() as cursor:
         if delta.cash is not None:
             cursor.execute(

@@ -19,6 +19,10 @@ class AccountSummary:
     status_reason: str
 
 
+def account_exists(*, customer_id: int) -> bool:
+    return Account.objects.filter(customer_id=customer_id).exists()
+
+
 def account_summary(*, customer_id: int) -> AccountSummary | None:
     account = Account.objects.filter(customer_id=customer_id).first()
     if account is None:

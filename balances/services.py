@@ -18,6 +18,7 @@ from django.db import connection, transaction
 
 from balances.models import Account, LedgerEntry
 from brokerage.errors import BrokerageError
+from outbox.notify import customer_wake_on_commit
 from outbox.sharding import shard_for_customer
 
 NO_ACCOUNT = "This user has no brokerage account."
@@ -112,12 +113,14 @@ def _execute(sql: str, params: list | dict) -> int:
 
 
 def _ledger_cash(*, customer_id: int, trade_id: int | None, kind: str, amount: Decimal) -> None:
+    customer_wake_on_commit(customer_id)
     _execute(_LEDGER_SQL, [customer_id, trade_id, kind, None, amount, None])
 
 
 def _ledger_shares(
     *, customer_id: int, trade_id: int | None, kind: str, ticker: str, quantity: int
 ) -> None:
+    customer_wake_on_commit(customer_id)
     _execute(_LEDGER_SQL, [customer_id, trade_id, kind, ticker, None, quantity])
 
 

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from balances.money import FILL_CASH_MOVED_SQL
+from events.sql import EVENT_LOG_BACKFILL_SQL
 
 DEPOSIT = Decimal("1000000.00")
 HOME_SHARES = 1000
@@ -248,6 +249,8 @@ def load(url: str, *, customers: int, trades: int, shard_count: int, log=print) 
             ("accounts", _ACCOUNTS_SQL),
             ("positions", _POSITIONS_SQL),
             ("sequences", _SEQUENCES_SQL),
+            # The triggers that write it are off for the load (replica mode, above).
+            *([("event log", EVENT_LOG_BACKFILL_SQL)] if _is_superuser(url) else []),
         ],
         params,
         log,

@@ -30,7 +30,7 @@ from api_keys.services import key_holder
 
 # A client's failures in its current window; a window older than AUTH_FAILURE_WINDOW starts
 # again at 1. One statement, so parallel failures are all counted.
-_COUNT_FAILURE_SQL = """
+COUNT_FAILURE_SQL = """
 INSERT INTO brokerage_auth_failure AS f (client, window_started_at, failures)
 VALUES (%(client)s, now(), 1)
 ON CONFLICT (client) DO UPDATE SET
@@ -42,14 +42,14 @@ RETURNING failures,
           ceil(extract(epoch FROM window_started_at + make_interval(secs => %(window)s) - now()))
 """
 # Clients whose window ended long ago are forgotten, a few at a time, as new ones come.
-_FORGET_OLD_FAILURES_SQL = """
+FORGET_OLD_FAILURES_SQL = """
 DELETE FROM brokerage_auth_failure WHERE client IN (
     SELECT client FROM brokerage_auth_failure
     WHERE window_started_at < now() - make_interval(secs => %(window)s) LIMIT 100
 )
 """
 # 20 random bytes in hex. Anything else is refused before it reaches the query.
-_TOKEN_KEY = re.compile(r"[0-9a-f]{40}")
+TOKEN_KEY = re.compile(r"[0-9a-f]{40}")
 
 
 def client_address(request: HttpRequest) -> str:
@@ -62,7 +62,7 @@ class ThrottledTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key: str) -> tuple[AbstractBaseUser, str]:
         """The key's holder, found by the key's digest. The user's other fields load
         lazily. `request.auth` is the key's prefix, never the key."""
-        if not _TOKEN_KEY.fullmatch(key):
+        if not TOKEN_KEY.fullmatch(key):
             raise exceptions.AuthenticationFailed("Invalid token.")
         holder = key_holder(key)
         if holder is None:
@@ -85,10 +85,10 @@ class ThrottledTokenAuthentication(TokenAuthentication):
             "window": settings.AUTH_FAILURE_WINDOW,
         }
         with connection.cursor() as cursor:
-            cursor.execute(_COUNT_FAILURE_SQL, params)
+            cursor.execute(COUNT_FAILURE_SQL, params)
             failures, seconds_left = cursor.fetchone()
             if failures == 1:
-                cursor.execute(_FORGET_OLD_FAILURES_SQL, params)
+                cursor.execute(FORGET_OLD_FAILURES_SQL, params)
         if failures > settings.AUTH_FAILURE_LIMIT:
             raise exceptions.Throttled(
                 wait=max(1, int(seconds_left)), detail="Too many failed authentications."

@@ -135,6 +135,35 @@ DATABASE_ERRORS = Counter(
     ["where"],
 )
 
+# -- the event stream server (events.stream) ---------------------------------------------
+
+EVENT_STREAMS_OPEN = Gauge(
+    "brokerage_event_streams_open",
+    "Event streams this stream server holds open.",
+    ["server"],
+    multiprocess_mode="livesum",
+)
+EVENT_STREAMS_REFUSED = Counter(
+    "brokerage_event_streams_refused_total",
+    "Stream requests refused, by reason: not_authenticated, throttled, no_account, "
+    "too_many_streams (the customer's cap), invalid_request.",
+    ["reason"],
+)
+EVENT_STREAM_EVENTS_SENT = Counter(
+    "brokerage_event_stream_events_sent_total", "Events written to the streams."
+)
+EVENT_STREAM_DELIVERY_SECONDS = Histogram(
+    "brokerage_event_stream_delivery_seconds",
+    "From an event's commit (its created_at, the database's clock) to its write to a stream.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EVENT_STREAM_LISTENING = Gauge(
+    "brokerage_event_stream_listening",
+    "1 while this stream server's LISTEN session is up, else 0 (streams then wait for the sweep).",
+    ["server"],
+    multiprocess_mode="max",
+)
+
 
 def exposition(*extra: CollectorRegistry) -> bytes:
     """This process's metrics in Prometheus's text format, or, under gunicorn's

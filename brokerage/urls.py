@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from balances.apis import AccountApi, ActivitiesApi
 from brokerage.errors import json_not_found
 from brokerage.health import healthz
+from events.apis import EventListApi
 from execution.apis import ExchangeCallbackApi
 from execution.metrics import metrics
 from outbox.health import readyz
@@ -37,6 +38,7 @@ api_v1 = [
     ),
     *with_and_without_slash("account", AccountApi.as_view(), "account"),
     *with_and_without_slash("account/activities", ActivitiesApi.as_view(), "account-activities"),
+    *with_and_without_slash("events", EventListApi.as_view(), "events"),
     *with_and_without_slash("tickers", TickerListApi.as_view(), "tickers"),
     *with_and_without_slash("tickers/<str:symbol>", TickerDetailApi.as_view(), "ticker"),
 ]

@@ -485,6 +485,7 @@ def render(
         "negative_balances": outcome.negative_balances,
         "out_of_order": outcome.out_of_order,
         "stale_leader_writes": outcome.stale_leader_writes,
+        "event_log_broken": outcome.event_log_broken,
         "failovers": sum(1 for s in runner.switches if s.kind == "failover"),
         "switchovers": sum(1 for s in runner.switches if s.kind == "switchover"),
         "max_write_outage_s": round(max(outages), 3) if outages else None,

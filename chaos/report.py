@@ -78,6 +78,8 @@ class Outcome:
     negative_balances: int = 0
     out_of_order: int = 0
     stale_leader_writes: int = 0
+    # Customers' event logs with a gap, or trades and ledger entries they misreport.
+    event_log_broken: int = 0
     audit_ok: bool = False
     lines: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
@@ -89,6 +91,7 @@ class Outcome:
             or self.negative_balances
             or self.out_of_order
             or self.stale_leader_writes
+            or self.event_log_broken
             or not self.audit_ok
         )
 
@@ -116,6 +119,11 @@ def verify(
     out.double_settled = max(out.double_settled, audited("settled exactly once"))
     out.negative_balances = max(out.negative_balances, audited("no negative"))
     out.out_of_order += audited("sequence order", "two trades of one customer in flight")
+    out.event_log_broken = audited("event log")
+    out.lines.append(
+        f"event logs: {out.event_log_broken} gaps or events that disagree with the trades "
+        "and the ledger"
+    )
     return out
 
 
@@ -379,8 +387,8 @@ def render(
         f"  placed {outcome.placed}, terminal {outcome.terminal}, lost {outcome.lost}, "
         f"double settled {outcome.double_settled}, negative balances "
         f"{outcome.negative_balances}, out of order {outcome.out_of_order}, stale leader "
-        f"writes {outcome.stale_leader_writes}, audit {'ok' if outcome.audit_ok else 'FAILED'}"
-        f": {verdict}"
+        f"writes {outcome.stale_leader_writes}, event logs broken {outcome.event_log_broken}, "
+        f"audit {'ok' if outcome.audit_ok else 'FAILED'}: {verdict}"
     )
     summary = {
         "placed": outcome.placed,
@@ -390,6 +398,7 @@ def render(
         "negative_balances": outcome.negative_balances,
         "out_of_order": outcome.out_of_order,
         "stale_leader_writes": outcome.stale_leader_writes,
+        "event_log_broken": outcome.event_log_broken,
         "faults": dict(sorted(runner.counts.items())),
         "max_failover_s": None if max_failover is None else round(max_failover, 3),
         "seed": seed,

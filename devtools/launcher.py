@@ -50,11 +50,13 @@ def main() -> int:
         env["WEB_PORT"] = str(int(port) + 10)
         env["CALLBACK_WEB_PORT"] = str(int(port) + 11)
         env["ADMIN_PORT"] = str(int(port) + 12)
+        env["STREAM_PORT"] = str(int(port) + 13)
         env.setdefault("NUM_PROXIES", "1")
     else:
         env["WEB_PORT"] = port
         env["CALLBACK_WEB_PORT"] = env["CALLBACK_PORT"]
         env.setdefault("ADMIN_PORT", str(int(port) + 2))
+        env.setdefault("STREAM_PORT", str(int(port) + 3))
         processes.remove("proxy")
     # The workers' and the reaper's /metrics: METRICS_PORT_BASE + 0..4 (see the Procfile).
     env.setdefault("METRICS_PORT_BASE", str(int(port) + 20))
@@ -73,6 +75,7 @@ def main() -> int:
     token = json.loads(demo.stdout.splitlines()[0])["token"]
     base = f"http://127.0.0.1:{port}"
     admin = f"{base}/admin/" if proxied else f"http://127.0.0.1:{env['ADMIN_PORT']}/admin/"
+    stream = base if proxied else f"http://127.0.0.1:{env['STREAM_PORT']}"
     print(
         f"""
 Brokerage starting on {base}  (ready when {base}/healthz answers)
@@ -84,6 +87,7 @@ Brokerage starting on {base}  (ready when {base}/healthz answers)
        -H 'Authorization: Token {token}' -H 'Content-Type: application/json' \\
        -d '{{"ticker": "AAPL", "side": "buy", "quantity": 1}}'
   curl -s {base}/api/v1/account/ -H 'Authorization: Token {token}'
+  curl -sN {stream}/api/v1/events/stream/ -H 'Authorization: Token {token}'   (live events)
 
   metrics (Prometheus): {_metrics_endpoints(env)}
   status: make manage ARGS=status
@@ -94,7 +98,7 @@ Brokerage starting on {base}  (ready when {base}/healthz answers)
         print(
             f"  proxy: nginx on {base} and :{env['CALLBACK_PORT']} (exchange callbacks), "
             f"gunicorns behind it on :{env['WEB_PORT']}, :{env['CALLBACK_WEB_PORT']}, "
-            f":{env['ADMIN_PORT']}\n",
+            f":{env['ADMIN_PORT']}, the stream server on :{env['STREAM_PORT']}\n",
             flush=True,
         )
     else:
@@ -122,6 +126,7 @@ def _metrics_endpoints(env: dict[str, str]) -> str:
     return (
         f"http://127.0.0.1:{env['WEB_PORT']}/metrics (web, with the database's figures), "
         f":{env['CALLBACK_WEB_PORT']}/metrics (callbacks), :{env['ADMIN_PORT']}/metrics (admin),"
+        f" :{env['STREAM_PORT']}/metrics (stream),"
         f"\n    :{base}-{base + 3}/metrics (workers a1 a2 b1 b2), :{base + 4}/metrics (reaper)"
     )
 

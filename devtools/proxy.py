@@ -48,6 +48,8 @@ class ProxyConfig:
     web_upstream: str
     callbacks_upstream: str
     admin_upstream: str
+    # The event stream server (uvicorn), which /api/v1/events/stream goes to unbuffered.
+    stream_upstream: str
     # The app's MAX_REQUEST_BODY_BYTES: nginx refuses larger bodies itself.
     max_body_bytes: int = 16 * 1024
     # Whole request header, and each gap while reading the body.
@@ -106,6 +108,7 @@ def render(config: ProxyConfig, runtime: Path) -> Path:
         "WEB_UPSTREAM": config.web_upstream,
         "CALLBACKS_UPSTREAM": config.callbacks_upstream,
         "ADMIN_UPSTREAM": config.admin_upstream,
+        "STREAM_UPSTREAM": config.stream_upstream,
         "LISTEN_WEB": config.listen_web,
         "LISTEN_CALLBACKS": config.listen_callbacks,
         "ADMIN_ALLOW": allow,
@@ -127,7 +130,8 @@ def command(conf: Path, runtime: Path, nginx: str | None = None) -> list[str]:
 
 def config_from_env(env: Mapping[str, str]) -> ProxyConfig:
     """The Procfile's proxy: public PROXY_PORT (`make run`'s PORT) and CALLBACK_PORT,
-    gunicorns on WEB_PORT, CALLBACK_WEB_PORT and ADMIN_PORT (loopback)."""
+    gunicorns on WEB_PORT, CALLBACK_WEB_PORT and ADMIN_PORT, the stream server on
+    STREAM_PORT (loopback)."""
     host = env.get("PROXY_HOST", "127.0.0.1")
     allow = env.get("ADMIN_ALLOW_FROM", "127.0.0.0/8,::1")
     return ProxyConfig(
@@ -136,6 +140,7 @@ def config_from_env(env: Mapping[str, str]) -> ProxyConfig:
         web_upstream=f"127.0.0.1:{env['WEB_PORT']}",
         callbacks_upstream=f"127.0.0.1:{env['CALLBACK_WEB_PORT']}",
         admin_upstream=f"127.0.0.1:{env['ADMIN_PORT']}",
+        stream_upstream=f"127.0.0.1:{env['STREAM_PORT']}",
         max_body_bytes=int(env.get("MAX_REQUEST_BODY_BYTES", str(16 * 1024))),
         admin_allow=tuple(a.strip() for a in allow.split(",") if a.strip()),
     )

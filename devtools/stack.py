@@ -80,8 +80,11 @@ class Stack:
         else:
             self.callbacks_upstream_port = free_port() if proxied else self.callbacks_port
         self.admin_port = free_port()
+        # The event stream server: behind the proxy, web_url/api/v1/events/stream/.
+        self.stream_port = free_port()
         self.exchange_port = free_port()
         self.web_url = f"http://127.0.0.1:{self.web_port}"
+        self.stream_url = self.web_url if proxied else f"http://127.0.0.1:{self.stream_port}"
         self.exchange_url = f"http://127.0.0.1:{self.exchange_port}"
         self.secret = new_webhook_secret()
         self.env = {
@@ -156,6 +159,33 @@ class Stack:
         admin = ("--env", "DJANGO_SETTINGS_MODULE=settings.admin")
         self._start_gunicorn("admin", self.admin_port, workers, *admin, *extra)
 
+    def start_stream(self, **env: str) -> None:
+        """The event stream server (uvicorn, settings.stream) on `stream_port`; ready once
+        it listens for wake-ups."""
+        self._spawn(
+            "stream",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "brokerage.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.stream_port),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "2",
+            ],
+            DJANGO_SETTINGS_MODULE="settings.stream",
+            **env,
+        )
+        wait_for(
+            lambda: self._answers(f"http://127.0.0.1:{self.stream_port}/healthz"),
+            timeout=20,
+            what="the stream server",
+        )
+
     def start_proxy(self, **options: object) -> None:
         """nginx on `web_port` (/admin/ to the admin, the rest to the web) and
         `callbacks_port` (the callback receiver), rendered from the repository's template
@@ -172,6 +202,7 @@ class Stack:
             web_upstream=f"127.0.0.1:{self.web_upstream_port}",
             callbacks_upstream=f"127.0.0.1:{self.callbacks_upstream_port}",
             admin_upstream=f"127.0.0.1:{self.admin_port}",
+            stream_upstream=f"127.0.0.1:{self.stream_port}",
             max_body_bytes=int(self.env.get("MAX_REQUEST_BODY_BYTES", str(16 * 1024))),
             **options,  # type: ignore[arg-type]
         )

@@ -139,6 +139,48 @@ CHECKS: list[tuple[str, str]] = [
     ),
 ]
 
+# The customers' event logs (events.models): gapless, and telling each trade's and each
+# ledger entry's story as the tables do.
+EVENT_LOG_CHECKS: list[tuple[str, str]] = [
+    (
+        "each customer's event log numbered 1, 2, 3, ... with no gap",
+        """SELECT format('customer %s: %s events numbered %s to %s', customer_id, count(*),
+                         min(seq), max(seq))
+           FROM events_customerevent GROUP BY customer_id
+           HAVING min(seq) <> 1 OR max(seq) <> count(*)""",
+    ),
+    (
+        "each trade's events in the event log: placed, each status it took, its final state",
+        """SELECT format('trade %s (customer %s, %s at %s): events %s at %s', t.id,
+                         t.customer_id, t.status, t.fill_price, COALESCE(e.statuses, '{}'),
+                         e.last_price)
+           FROM trades_trade t
+           LEFT JOIN (SELECT customer_id, (data->>'id')::bigint AS trade_id,
+                             array_agg(data->>'status' ORDER BY seq) AS statuses,
+                             (array_agg(data->>'fill_price' ORDER BY seq DESC))[1] AS last_price
+                      FROM events_customerevent WHERE type <> 'activity'
+                      GROUP BY 1, 2) e
+             ON e.trade_id = t.id AND e.customer_id = t.customer_id
+           WHERE e.statuses IS DISTINCT FROM array_remove(ARRAY[
+                     'placed',
+                     CASE WHEN t.submitted_at IS NOT NULL THEN 'in_progress' END,
+                     CASE WHEN t.status IN ('filled', 'rejected', 'cancelled')
+                          THEN t.status::text END], NULL)
+              OR e.last_price IS DISTINCT FROM t.fill_price::text""",
+    ),
+    (
+        "each ledger entry once in its customer's event log",
+        """SELECT format('ledger entry %s (customer %s): %s events', l.id, l.customer_id,
+                         COALESCE(e.n, 0))
+           FROM balances_ledgerentry l
+           LEFT JOIN (SELECT customer_id, (data->>'id')::bigint AS entry_id, count(*) AS n
+                      FROM events_customerevent WHERE type = 'activity' GROUP BY 1, 2) e
+             ON e.entry_id = l.id AND e.customer_id = l.customer_id
+           WHERE e.n IS DISTINCT FROM 1""",
+    ),
+]
+CHECKS += EVENT_LOG_CHECKS
+
 QUIESCENT_CHECKS: list[tuple[str, str]] = [
     (
         "no trade left open (quiescent system)",

@@ -1,10 +1,12 @@
-"""Shard wake-ups: coalesced NOTIFYs, and the LISTEN that receives them.
+"""Wake-ups: coalesced NOTIFYs, and the LISTEN that receives them. Shards wake their
+leaders; customers wake the stream servers holding their event streams (events.stream).
 
 A transaction that issues NOTIFY takes a cluster-wide lock at commit, so notifying
 inside every place-trade transaction would serialise all of them. Instead, after a
-commit, the shard is only marked; a background thread sends one NOTIFY per marked
-shard, at most once per `window` seconds per process, on its own connection. A lost
-wake-up costs latency, never a trade: the shard worker also polls."""
+commit, the shard or customer is only marked; a background thread sends what is marked,
+at most once per `window` seconds per process, on its own connection. A lost wake-up
+costs latency, never a trade or an event: the shard worker polls, and the stream server
+sweeps its streams."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 from django.conf import settings
+from django.db import transaction
 
 from outbox.connections import dedicated_connection
 from outbox.sharding import channel_for_shard, shard_of_channel
@@ -23,9 +26,16 @@ from outbox.sharding import channel_for_shard, shard_of_channel
 logger = logging.getLogger(__name__)
 
 NOTIFY_SQL = "SELECT pg_notify(c, '') FROM unnest(%s::text[]) AS c"
+# Customers with new events: their ids, comma-separated, a few hundred per NOTIFY (a
+# payload must stay under 8000 bytes).
+CUSTOMER_EVENTS_CHANNEL = "customer_events"
+_CUSTOMERS_NOTIFY_SQL = "SELECT pg_notify(%s, ids) FROM unnest(%s::text[]) AS ids"
+_CUSTOMERS_PER_NOTIFY = 400
 
 
-class ShardWaker:
+class Waker:
+    """Marks keys after commits and NOTIFYs them from a thread of its own."""
+
     def __init__(
         self,
         *,
@@ -41,19 +51,19 @@ class ShardWaker:
         self._pid: int | None = None
         self._conn: psycopg.Connection | None = None
 
-    def wake(self, shard: int) -> None:
-        """Mark `shard` for a NOTIFY soon. Call only after the commit that made the work."""
+    def wake(self, key: int) -> None:
+        """Mark `key` for a NOTIFY soon. Call only after the commit that made the work."""
         with self._lock:
-            self._pending.add(shard)
+            self._pending.add(key)
             self._ensure_thread()
         self._wanted.set()
 
     def flush(self) -> None:
         """Send what is pending now, on the calling thread (tests and shutdown)."""
         with self._lock:
-            shards, self._pending = self._pending, set()
-        if shards:
-            self._send(shards)
+            keys, self._pending = self._pending, set()
+        if keys:
+            self._send(keys)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -66,7 +76,7 @@ class ShardWaker:
             return
         self._pid = os.getpid()
         self._conn = None
-        self._thread = threading.Thread(target=self._run, name="shard-waker", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -77,13 +87,16 @@ class ShardWaker:
             # Rate limit, not a wait for a condition: wake-ups arriving meanwhile are batched.
             time.sleep(self.window)
 
-    def _send(self, shards: Iterable[int]) -> None:
-        channels = [channel_for_shard(shard) for shard in sorted(shards)]
+    def _statement(self, keys: list[int]) -> tuple[str, tuple]:
+        raise NotImplementedError
+
+    def _send(self, keys: Iterable[int]) -> None:
+        sql, params = self._statement(sorted(keys))
         for attempt in range(2):
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
-                self._conn.execute(NOTIFY_SQL, (channels,))
+                self._conn.execute(sql, params)
                 return
             except psycopg.Error as exc:
                 logger.warning("event=notify_failed attempt=%d error=%r", attempt + 1, exc)
@@ -92,7 +105,27 @@ class ShardWaker:
                 self._conn = None
 
 
+class ShardWaker(Waker):
+    def _statement(self, keys: list[int]) -> tuple[str, tuple]:
+        return NOTIFY_SQL, ([channel_for_shard(shard) for shard in keys],)
+
+
+class CustomerWaker(Waker):
+    def _statement(self, keys: list[int]) -> tuple[str, tuple]:
+        chunks = [
+            ",".join(map(str, keys[i : i + _CUSTOMERS_PER_NOTIFY]))
+            for i in range(0, len(keys), _CUSTOMERS_PER_NOTIFY)
+        ]
+        return _CUSTOMERS_NOTIFY_SQL, (CUSTOMER_EVENTS_CHANNEL, chunks)
+
+
+def customers_of_notification(payload: str) -> list[int]:
+    """The customer ids a CustomerWaker's NOTIFY carries."""
+    return [int(part) for part in payload.split(",") if part.isdigit()]
+
+
 _waker: ShardWaker | None = None
+_customer_waker: CustomerWaker | None = None
 _waker_lock = threading.Lock()
 
 
@@ -102,6 +135,23 @@ def shard_waker() -> ShardWaker:
         if _waker is None:
             _waker = ShardWaker(window=settings.NOTIFY_COALESCE_SECONDS)
         return _waker
+
+
+def customer_waker() -> CustomerWaker:
+    global _customer_waker
+    with _waker_lock:
+        if _customer_waker is None:
+            _customer_waker = CustomerWaker(
+                window=settings.NOTIFY_COALESCE_SECONDS,
+                connect=lambda: dedicated_connection("brokerage-event-waker"),
+            )
+        return _customer_waker
+
+
+def customer_wake_on_commit(customer_id: int) -> None:
+    """Once the current transaction commits, tell the stream servers that the customer has
+    new events (events.stream). Call it in every transaction that writes their events."""
+    transaction.on_commit(lambda: customer_waker().wake(customer_id))
 
 
 class ShardListener:

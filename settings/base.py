@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "staff_actions",
     "balances",
     "trades",
+    "events",
     "execution",
     "support",
     "outbox",
@@ -318,6 +319,14 @@ WORKER_LEASE_TIMEOUT = env.float("WORKER_LEASE_TIMEOUT", default=3.0)
 # A quote this young is reused for the buying-power check (0 = ask for every trade).
 QUOTE_MAX_AGE = env.float("QUOTE_MAX_AGE", default=1.0)
 NOTIFY_COALESCE_SECONDS = env.float("NOTIFY_COALESCE_SECONDS", default=0.005)
+# The event stream server (events.stream): a comment line after this long without an
+# event; a customer may hold this many streams open at once (per stream server); each
+# stream is compared with its customer's last event this often (in case a wake-up was
+# lost); its sessions for reading events (besides its one LISTEN session).
+STREAM_HEARTBEAT_SECONDS = env.float("STREAM_HEARTBEAT_SECONDS", default=15.0)
+STREAM_MAX_PER_CUSTOMER = env.int("STREAM_MAX_PER_CUSTOMER", default=5)
+STREAM_SWEEP_SECONDS = env.float("STREAM_SWEEP_SECONDS", default=5.0)
+STREAM_DB_POOL_SIZE = env.int("STREAM_DB_POOL_SIZE", default=4)
 REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=5.0)
 # A standby reaper deposes an active one that has not checked its lock for this long. The
 # check runs every second on a thread of its own, passes or not: only a frozen process

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from balances.services import AccountRestricted, NoAccount, account_lock, order_allowed
 from brokerage.errors import Conflict, NotFound, RateLimited
 from brokerage.metrics import TRADES_CANCELLED, TRADES_PLACED
-from outbox.notify import shard_waker
+from outbox.notify import customer_wake_on_commit, customer_waker, shard_waker
 from trades.models import Trade
 from trades.placement_sql import PLACE_TRADE_SQL, REFUSAL_SQL
 
@@ -40,6 +40,7 @@ def trade_transition(trade: Trade, new: str, **fields: object) -> None:
     the caller's transaction; the caller holds the trade's row lock (the database's guard
     trigger checks the move again)."""
     changed = trade.transition_to(new, **fields)
+    customer_wake_on_commit(trade.customer_id)
     columns = ", ".join(f"{_COLUMNS[name]} = %s" for name in changed)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -106,7 +107,7 @@ def trade_place(
     if row is None:
         return _refused_placement(params)
     trade_id, seq, created_at, shard = row
-    transaction.on_commit(lambda: _placed(shard))
+    transaction.on_commit(lambda: _placed(shard, customer_id))
     logger.info(
         "event=trade_placed trade=%s customer=%s shard=%s seq=%s", trade_id, customer_id, shard, seq
     )
@@ -124,9 +125,10 @@ def trade_place(
     return PlaceResult(trade=trade, created=True)
 
 
-def _placed(shard: int) -> None:
+def _placed(shard: int, customer_id: int) -> None:
     TRADES_PLACED.inc()
     shard_waker().wake(shard)
+    customer_waker().wake(customer_id)
 
 
 def trade_replayed_as_placed(

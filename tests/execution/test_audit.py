@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from execution.audit import audit
 from trades.models import Trade
+from trades.services import trade_place
 
 pytestmark = pytest.mark.django_db
 
@@ -110,3 +111,48 @@ def test_a_buy_filled_beyond_its_protection_or_its_hold_is_found(make_customer, 
     settle(filled_buy(buyer.id, **terms), payer=buyer.id, ticker="AAPL")
 
     assert broken_checks() == [PROTECTED]
+
+
+def test_an_event_log_with_a_gap_is_found(customer):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO events_customerevent (customer_id, seq, type, data, created_at) "
+            "VALUES (%s, 9, 'activity', '{}', now())",
+            [customer.id],
+        )
+
+    assert "each customer's event log numbered 1, 2, 3, ... with no gap" in broken_checks()
+
+
+def test_a_trade_whose_events_miss_its_end_is_found(customer):
+    trade = trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1).trade
+    assert broken_checks() == []
+    with connection.cursor() as cursor:
+        # As if a status change had escaped the trigger (replica mode fires none).
+        cursor.execute("SET session_replication_role = replica")
+        cursor.execute(
+            "UPDATE trades_trade SET status = 'cancelled', finished_at = now(), "
+            "reason = 'x' WHERE id = %s",
+            [trade.id],
+        )
+        cursor.execute("SET session_replication_role = origin")
+
+    assert broken_checks() == [
+        "each trade's events in the event log: placed, each status it took, its final state"
+    ]
+
+
+def test_a_ledger_entry_missing_from_the_event_log_is_found(customer):
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+        cursor.execute(
+            "UPDATE balances_account SET cash = cash + 5 WHERE customer_id = %s", [customer.id]
+        )
+        cursor.execute(
+            "INSERT INTO balances_ledgerentry (customer_id, kind, cash_amount, created_at) "
+            "VALUES (%s, 'deposit', 5, now())",
+            [customer.id],
+        )
+        cursor.execute("SET session_replication_role = origin")
+
+    assert broken_checks() == ["each ledger entry once in its customer's event log"]
