@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install proxy promtool run test lint format db db-stop psql demo bench chaos clean \
+.PHONY: install proxy promtool run test lint format db db-stop psql demo bench bench-streams chaos clean \
 	ha-install ha ha-stop ha-status chaos-ha manage
 
 $(BIN)/.installed: pyproject.toml
@@ -109,6 +109,10 @@ psql: install
 ## Options after BENCH_ARGS=, e.g. BENCH_ARGS=--quick (see python -m bench --help).
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## One stream server holding 1,000 event streams: memory per stream, commit-to-client delivery.
+bench-streams: install
+	$(BIN)/python -m bench.streams $(BENCH_ARGS)
 
 ## Chaos soak: the whole stack under a seeded fault schedule; CHAOS_ARGS=--short for CI.
 chaos: install

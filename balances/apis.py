@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from balances.models import Account, LedgerEntry
-from balances.money import CASH_DIGITS
+from balances.money import CASH_DIGITS, PRICE_DIGITS
 from balances.selectors import (
     ACTIVITY_TYPE_OF,
     ACTIVITY_TYPES,
@@ -30,6 +30,14 @@ class PositionSerializer(serializers.Serializer):
     ticker = serializers.CharField()
     quantity = serializers.IntegerField()
     held = serializers.IntegerField()
+    cost_basis = serializers.DecimalField(
+        **CASH_DIGITS,
+        help_text="What the shares cost: each buy adds the cash it paid; selling q of Q "
+        "shares takes q/Q of it, to the cent. Shares transferred in come at no cost.",
+    )
+    avg_entry_price = serializers.DecimalField(
+        **PRICE_DIGITS, help_text="cost_basis / quantity, to the price tick."
+    )
 
 
 class AccountApi(APIView):

@@ -1,12 +1,12 @@
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from balances.money import CASH_DIGITS
+from balances.money import CASH_DIGITS, PRICE_TICK
 
 # An empty bucket last touched long ago: the first request finds it full.
 RATE_BUCKET_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -68,7 +68,12 @@ class Account(models.Model):
 
 
 class Position(models.Model):
-    """Shares of one ticker a customer owns; `held` are reserved by an in-flight sell."""
+    """Shares of one ticker a customer owns; `held` are reserved by an in-flight sell.
+
+    `cost_basis` is what the shares cost: each buy adds the cash it paid; selling or
+    transferring out q of Q shares takes q/Q of it, rounded to the cent (half away from
+    zero), so the last share takes what is left and an empty position costs nothing.
+    Shares transferred in come at no cost (the ledger has no price for them)."""
 
     customer = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="positions"
@@ -76,10 +81,16 @@ class Position(models.Model):
     ticker = models.CharField(max_length=10)
     quantity = models.BigIntegerField(default=0)
     held = models.BigIntegerField(default=0)
+    cost_basis = models.DecimalField(
+        **CASH_DIGITS, default=Decimal("0.00"), db_default=Decimal("0.00")
+    )
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["customer", "ticker"], name="position_one_per_ticker"),
+            models.CheckConstraint(
+                condition=Q(cost_basis__gte=0), name="position_cost_basis_not_negative"
+            ),
             models.CheckConstraint(condition=Q(quantity__gte=0), name="position_not_negative"),
             models.CheckConstraint(condition=Q(held__gte=0), name="position_held_not_negative"),
             models.CheckConstraint(
@@ -89,6 +100,14 @@ class Position(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} {self.ticker} of customer {self.customer_id}"
+
+    @property
+    def avg_entry_price(self) -> Decimal | None:
+        """What a share cost on average, to the price tick (half to even); None without
+        shares."""
+        if not self.quantity:
+            return None
+        return (self.cost_basis / self.quantity).quantize(PRICE_TICK, rounding=ROUND_HALF_EVEN)
 
 
 class LedgerEntry(models.Model):

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from balances.models import LedgerEntry, StaffMovement
 from balances.money import CENT, MAX_CASH
-from balances.services import NoAccount, account_lock
+from balances.services import COST_BASIS_OUT_SQL, NoAccount, account_lock
 from brokerage.errors import BrokerageError, Conflict, NotFound
 from outbox.notify import customer_wake_on_commit
 from staff_actions.models import StaffAction
@@ -266,10 +266,11 @@ def _apply(movement: StaffMovement, delta: _Delta) -> None:
                 [delta.cash, movement.customer_id],
             )
         elif delta.shares is not None and delta.shares < 0:
+            out = COST_BASIS_OUT_SQL.format(quantity="%s")
             cursor.execute(
-                "UPDATE balances_position SET quantity = quantity + %s "
-                "WHERE customer_id = %s AND ticker = %s",
-                [delta.shares, movement.customer_id, delta.ticker],
+                f"UPDATE balances_position SET quantity = quantity + %s, "
+                f"cost_basis = cost_basis - {out} WHERE customer_id = %s AND ticker = %s",
+                [delta.shares, -delta.shares, movement.customer_id, delta.ticker],
             )
         else:
             cursor.execute(

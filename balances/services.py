@@ -68,22 +68,34 @@ VALUES (%(customer_id)s, %(trade_id)s, %(cash_kind)s, NULL, %(cash)s, NULL, now(
        (%(customer_id)s, %(trade_id)s, %(shares_kind)s, %(ticker)s, NULL, %(shares)s, now())
 """
 # Each settlement is one statement (one round trip): every part runs, or none does.
+# What `quantity` shares taken out of a position take of its cost basis (see below).
+COST_BASIS_OUT_SQL = "round(cost_basis * {quantity} / quantity, 2)"
 _ADD_SHARES_SQL = """
 INSERT INTO balances_position (customer_id, ticker, quantity, held)
 VALUES (%(customer_id)s, %(ticker)s, %(quantity)s, 0)
 ON CONFLICT (customer_id, ticker)
 DO UPDATE SET quantity = balances_position.quantity + EXCLUDED.quantity
 """
+# A position's cost basis (balances.models.Position): a buy adds the cash it paid; selling
+# or transferring out q of Q shares takes q/Q of it, rounded to the cent (all of it for
+# the last share); shares transferred in add none.
 _BUY_SETTLE_SQL = f"""
 WITH paid AS (
     UPDATE balances_account SET cash = cash - %(cost)s, cash_held = cash_held - %(hold)s
     WHERE customer_id = %(customer_id)s
-), delivered AS ({_ADD_SHARES_SQL})
+), delivered AS (
+    INSERT INTO balances_position (customer_id, ticker, quantity, held, cost_basis)
+    VALUES (%(customer_id)s, %(ticker)s, %(quantity)s, 0, %(cost)s)
+    ON CONFLICT (customer_id, ticker)
+    DO UPDATE SET quantity = balances_position.quantity + EXCLUDED.quantity,
+                  cost_basis = balances_position.cost_basis + EXCLUDED.cost_basis
+)
 {_LEDGER_PAIR_SQL}
 """
 _SELL_SETTLE_SQL = f"""
 WITH delivered AS (
-    UPDATE balances_position SET quantity = quantity - %(quantity)s, held = held - %(quantity)s
+    UPDATE balances_position SET quantity = quantity - %(quantity)s, held = held - %(quantity)s,
+        cost_basis = cost_basis - {COST_BASIS_OUT_SQL.format(quantity="%(quantity)s")}
     WHERE customer_id = %(customer_id)s AND ticker = %(ticker)s
 ), paid AS (
     UPDATE balances_account SET cash = cash + %(proceeds)s WHERE customer_id = %(customer_id)s

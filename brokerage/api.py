@@ -202,3 +202,11 @@ def schema_endpoints_once(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> li
     without its trailing slash."""
     slashed = {path for path, *_ in endpoints if path.endswith("/")}
     return [e for e in endpoints if e[0].endswith("/") or f"{e[0]}/" not in slashed]
+
+
+def customer_endpoints_only(
+    endpoints: list[tuple[Any, ...]], **kwargs: Any
+) -> list[tuple[Any, ...]]:
+    """drf-spectacular's preprocessing hook for the customers' docs: their API, not the
+    exchange's callback."""
+    return [e for e in endpoints if e[0].startswith("/api/")]

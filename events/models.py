@@ -25,8 +25,15 @@ EVENT_TYPES = (*TRADE_EVENT_TYPES.values(), ACTIVITY_EVENT)
 
 class CustomerEvent(models.Model):
     pk = models.CompositePrimaryKey("customer_id", "seq")
+    # No foreign key constraint: every event is written for the customer of a trade or a
+    # ledger entry, whose own keys already hold, and checking it again took a share lock
+    # on the customer's user row per event.
     customer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     seq = models.BigIntegerField()
     type = models.CharField(max_length=16, choices=[(t, t) for t in EVENT_TYPES])

@@ -2,7 +2,7 @@
 process (uvicorn running Django's async views with settings.stream).
 
 One process holds thousands of streams on a few database sessions: one LISTEN session,
-whose wake-ups (outbox.notify's CustomerWaker, sent after each commit) are fanned out to
+whose wake-ups (outbox.notify's Waker, sent after each commit) are fanned out to
 the streams of the customers they name, and a small pool that reads each stream's next
 events. A stream sends the events after the client's Last-Event-ID (or ?after=), then
 each new one once it has committed, each with `id:` = its seq, and a comment line when

@@ -58,6 +58,12 @@ CHECKS: list[tuple[str, str]] = [
            WHERE COALESCE(p.held, 0) <> COALESCE(t.held, 0)""",
     ),
     (
+        "a position without shares costs nothing",
+        """SELECT format('customer %s %s: no shares, cost basis %s', customer_id, ticker,
+                         cost_basis)
+           FROM balances_position WHERE quantity = 0 AND cost_basis <> 0""",
+    ),
+    (
         "every cash balance equals the sum of its ledger",
         """SELECT format('customer %s: cash %s, ledger %s', a.customer_id, a.cash,
                          COALESCE(l.total, 0))

@@ -25,16 +25,16 @@ from outbox.sharding import channel_for_shard, shard_of_channel
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_SQL = "SELECT pg_notify(c, '') FROM unnest(%s::text[]) AS c"
-# Customers with new events: their ids, comma-separated, a few hundred per NOTIFY (a
-# payload must stay under 8000 bytes).
+# Shards' channels with an empty payload; customers with new events on one channel, their
+# ids comma-separated, a few hundred per NOTIFY (a payload must stay under 8000 bytes).
+# Both in one statement: one transaction, so one take of the notify lock, per window.
+NOTIFY_SQL = "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS n(c, p)"
 CUSTOMER_EVENTS_CHANNEL = "customer_events"
-_CUSTOMERS_NOTIFY_SQL = "SELECT pg_notify(%s, ids) FROM unnest(%s::text[]) AS ids"
 _CUSTOMERS_PER_NOTIFY = 400
 
 
 class Waker:
-    """Marks keys after commits and NOTIFYs them from a thread of its own."""
+    """Marks shards and customers after commits and NOTIFYs them from a thread of its own."""
 
     def __init__(
         self,
@@ -45,25 +45,35 @@ class Waker:
         self.window = window
         self._connect = connect or (lambda: dedicated_connection("brokerage-waker"))
         self._lock = threading.Lock()
-        self._pending: set[int] = set()
+        self._shards: set[int] = set()
+        self._customers: set[int] = set()
         self._wanted = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._conn: psycopg.Connection | None = None
 
-    def wake(self, key: int) -> None:
-        """Mark `key` for a NOTIFY soon. Call only after the commit that made the work."""
+    def wake(self, shard: int) -> None:
+        """Mark `shard` for a NOTIFY soon. Call only after the commit that made the work."""
         with self._lock:
-            self._pending.add(key)
+            self._shards.add(shard)
+            self._ensure_thread()
+        self._wanted.set()
+
+    def wake_customer(self, customer_id: int) -> None:
+        """Mark the customer as having new events. Call only after the commit that wrote
+        them."""
+        with self._lock:
+            self._customers.add(customer_id)
             self._ensure_thread()
         self._wanted.set()
 
     def flush(self) -> None:
         """Send what is pending now, on the calling thread (tests and shutdown)."""
         with self._lock:
-            keys, self._pending = self._pending, set()
-        if keys:
-            self._send(keys)
+            shards, self._shards = self._shards, set()
+            customers, self._customers = self._customers, set()
+        if shards or customers:
+            self._send(shards, customers)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -76,7 +86,7 @@ class Waker:
             return
         self._pid = os.getpid()
         self._conn = None
-        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(target=self._run, name="waker", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -87,16 +97,18 @@ class Waker:
             # Rate limit, not a wait for a condition: wake-ups arriving meanwhile are batched.
             time.sleep(self.window)
 
-    def _statement(self, keys: list[int]) -> tuple[str, tuple]:
-        raise NotImplementedError
-
-    def _send(self, keys: Iterable[int]) -> None:
-        sql, params = self._statement(sorted(keys))
+    def _send(self, shards: Iterable[int], customers: Iterable[int]) -> None:
+        channels = [channel_for_shard(shard) for shard in sorted(shards)]
+        payloads = [""] * len(channels)
+        ids = sorted(customers)
+        for i in range(0, len(ids), _CUSTOMERS_PER_NOTIFY):
+            channels.append(CUSTOMER_EVENTS_CHANNEL)
+            payloads.append(",".join(map(str, ids[i : i + _CUSTOMERS_PER_NOTIFY])))
         for attempt in range(2):
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
-                self._conn.execute(sql, params)
+                self._conn.execute(NOTIFY_SQL, (channels, payloads))
                 return
             except psycopg.Error as exc:
                 logger.warning("event=notify_failed attempt=%d error=%r", attempt + 1, exc)
@@ -105,53 +117,28 @@ class Waker:
                 self._conn = None
 
 
-class ShardWaker(Waker):
-    def _statement(self, keys: list[int]) -> tuple[str, tuple]:
-        return NOTIFY_SQL, ([channel_for_shard(shard) for shard in keys],)
-
-
-class CustomerWaker(Waker):
-    def _statement(self, keys: list[int]) -> tuple[str, tuple]:
-        chunks = [
-            ",".join(map(str, keys[i : i + _CUSTOMERS_PER_NOTIFY]))
-            for i in range(0, len(keys), _CUSTOMERS_PER_NOTIFY)
-        ]
-        return _CUSTOMERS_NOTIFY_SQL, (CUSTOMER_EVENTS_CHANNEL, chunks)
-
-
 def customers_of_notification(payload: str) -> list[int]:
-    """The customer ids a CustomerWaker's NOTIFY carries."""
+    """The customer ids a Waker's NOTIFY on CUSTOMER_EVENTS_CHANNEL carries."""
     return [int(part) for part in payload.split(",") if part.isdigit()]
 
 
-_waker: ShardWaker | None = None
-_customer_waker: CustomerWaker | None = None
+_waker: Waker | None = None
 _waker_lock = threading.Lock()
 
 
-def shard_waker() -> ShardWaker:
+def shard_waker() -> Waker:
+    """This process's waker (of shards and customers alike)."""
     global _waker
     with _waker_lock:
         if _waker is None:
-            _waker = ShardWaker(window=settings.NOTIFY_COALESCE_SECONDS)
+            _waker = Waker(window=settings.NOTIFY_COALESCE_SECONDS)
         return _waker
-
-
-def customer_waker() -> CustomerWaker:
-    global _customer_waker
-    with _waker_lock:
-        if _customer_waker is None:
-            _customer_waker = CustomerWaker(
-                window=settings.NOTIFY_COALESCE_SECONDS,
-                connect=lambda: dedicated_connection("brokerage-event-waker"),
-            )
-        return _customer_waker
 
 
 def customer_wake_on_commit(customer_id: int) -> None:
     """Once the current transaction commits, tell the stream servers that the customer has
     new events (events.stream). Call it in every transaction that writes their events."""
-    transaction.on_commit(lambda: customer_waker().wake(customer_id))
+    transaction.on_commit(lambda: shard_waker().wake_customer(customer_id))
 
 
 class ShardListener:

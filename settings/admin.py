@@ -6,3 +6,6 @@ never competes with customers' placements."""
 from settings.base import *  # noqa: F403
 
 ROOT_URLCONF = "brokerage.admin_urls"
+# Staff sessions, never the customers' (settings.base): neither cookie means anything to
+# the other's process.
+SESSION_COOKIE_NAME = "brokerage_staff_session"

@@ -23,6 +23,10 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Outside development the admin's cookies travel over HTTPS only (TLS ends at the proxy in
 # front; NUM_PROXIES > 0 trusts its X-Forwarded-Proto). HSTS is the proxy's to send, or
 # set SECURE_HSTS_SECONDS once every host of the domain is on HTTPS.
+# The customers' browsable-API login; the admin's staff sessions use another cookie
+# (settings.admin).
+SESSION_COOKIE_NAME = "brokerage_session"
+LOGIN_REDIRECT_URL = "/api/v1/account/"
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 
@@ -212,9 +216,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=16 * 102
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # API keys only: a staff member's admin session (same origin behind the proxy)
-        # means nothing to the customer API.
+        # API keys first (a 401 names the Token scheme); then the browsable API's login
+        # session (/api-auth/login/, CSRF-checked), in a cookie of its own: a staff
+        # member's admin session (same origin behind the proxy) means nothing here.
         "brokerage.auth.ThrottledTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -234,8 +240,10 @@ if REST_FRAMEWORK["NUM_PROXIES"]:
 SPECTACULAR_SETTINGS = {
     "TITLE": "Brokerage API",
     "DESCRIPTION": (
-        "Market orders on US stocks: place, list, cancel; account balances; tickers. Every "
-        "route also answers without its trailing slash."
+        "Market orders on US stocks: place, list, cancel; account balances and activities; "
+        "tickers; the account's event log (GET /api/v1/events/, and live as Server-Sent "
+        "Events from GET /api/v1/events/stream/ with `Authorization: Token` and "
+        "Last-Event-ID). Every route also answers without its trailing slash."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -244,8 +252,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Each API route also answers without its trailing slash (brokerage.urls); the docs
-    # name each operation once, by its slashed path.
-    "PREPROCESSING_HOOKS": ["brokerage.api.schema_endpoints_once"],
+    # name each operation once, by its slashed path. The customers' docs have the
+    # customers' API only; the exchange's callback has a schema of its own
+    # (/exchange/schema/, brokerage.urls).
+    "PREPROCESSING_HOOKS": [
+        "brokerage.api.schema_endpoints_once",
+        "brokerage.api.customer_endpoints_only",
+    ],
 }
 
 # One handler, on the root logger: every line once (Django's own console handler for its

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from rest_framework.test import APIClient
 
-from outbox.notify import customer_waker, shard_waker
+from outbox.notify import shard_waker
 from tests.factories import Customer, create_customer
 from trades.selectors import ticker_cache_clear
 
@@ -37,4 +37,3 @@ def _close_waker_connection(django_db_setup, django_db_blocker) -> Iterator[None
     yield
     # The test database cannot be dropped while the waker's session is connected to it.
     shard_waker().close()
-    customer_waker().close()

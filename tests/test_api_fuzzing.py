@@ -13,8 +13,8 @@ from brokerage.wsgi import application
 from tests.factories import create_customer
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
-
-PUBLIC = {"/exchange/callback/"}  # signed by the exchange instead of a customer token
+# The exchange's callback, in a schema of its own: signed by the exchange, no token.
+callback_schema = schemathesis.openapi.from_wsgi("/exchange/schema/?format=json", application)
 
 FUZZ = settings(
     max_examples=25,
@@ -57,8 +57,6 @@ def test_authenticated_customer(case, token):
 def test_without_credentials(case):
     response = case.call()
     assert response.status_code < 500
-    if case.path in PUBLIC:
-        return
     try:
         match = resolve(case.formatted_path)
     except Resolver404:
@@ -67,3 +65,18 @@ def test_without_credentials(case):
         assert response.status_code == 404  # e.g. /trades/abc/: no such URL at all
     else:
         assert response.status_code == 401, (case.method, case.formatted_path, response.status_code)
+
+
+@pytest.mark.django_db
+@callback_schema.parametrize()
+@FUZZ
+def test_the_exchange_callback_unsigned(case):
+    """Whatever arrives unsigned is refused cleanly (a 401; a 400 for a body that is not
+    even JSON; a 405 for another method) and matches the schema."""
+    response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
+    assert response.status_code in (400, 401, 405, 413, 415), response.status_code
+
+
+def test_the_customers_docs_leave_the_exchange_callback_out():
+    assert all(path.startswith("/api/") for path in schema.raw_schema["paths"])
+    assert list(callback_schema.raw_schema["paths"]) == ["/exchange/callback/"]

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from balances.services import AccountRestricted, NoAccount, account_lock, order_allowed
 from brokerage.errors import Conflict, NotFound, RateLimited
 from brokerage.metrics import TRADES_CANCELLED, TRADES_PLACED
-from outbox.notify import customer_wake_on_commit, customer_waker, shard_waker
+from outbox.notify import customer_wake_on_commit, shard_waker
 from trades.models import Trade
 from trades.placement_sql import PLACE_TRADE_SQL, REFUSAL_SQL
 
@@ -127,8 +127,9 @@ def trade_place(
 
 def _placed(shard: int, customer_id: int) -> None:
     TRADES_PLACED.inc()
-    shard_waker().wake(shard)
-    customer_waker().wake(customer_id)
+    waker = shard_waker()
+    waker.wake(shard)
+    waker.wake_customer(customer_id)
 
 
 def trade_replayed_as_placed(

@@ -4,7 +4,7 @@ import pytest
 from django.db import transaction
 
 from outbox.connections import dedicated_connection
-from outbox.notify import shard_waker
+from outbox.notify import CUSTOMER_EVENTS_CHANNEL, customers_of_notification, shard_waker
 from outbox.sharding import channel_for_shard, shard_for_customer
 from trades.services import trade_place
 
@@ -48,3 +48,16 @@ def test_a_rolled_back_placement_wakes_nobody(customer):
             raise RuntimeError("rollback")
         shard_waker().flush()
         assert _drain(listener) == []
+
+
+def test_a_customers_new_events_wake_the_stream_servers_after_commit(customer):
+    with dedicated_connection("test-listener") as listener:
+        listener.execute(f'LISTEN "{CUSTOMER_EVENTS_CHANNEL}"')
+        with transaction.atomic():
+            trade_place(customer_id=customer.id, ticker="AAPL", side="buy", quantity=1)
+            shard_waker().flush()
+            assert _drain(listener) == []
+        shard_waker().flush()
+
+        payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+        assert [customers_of_notification(p) for p in payloads] == [[customer.id]]

@@ -260,6 +260,6 @@ for customer_id in Account.objects.values_list("customer_id", flat=True):
     with transaction.atomic():
         cash_deposit(customer_id=customer_id, amount=Decimal("1.00"))
 # Before the process exits: the waker's thread sends on its own time.
-from outbox.notify import customer_waker
-customer_waker().flush()
+from outbox.notify import shard_waker
+shard_waker().flush()
 """

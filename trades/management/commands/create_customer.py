@@ -1,4 +1,5 @@
 import json
+import secrets
 from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
@@ -36,6 +37,12 @@ class Command(BaseCommand):
             metavar="TICKER=QTY",
             help="Opening shares; repeatable.",
         )
+        parser.add_argument(
+            "--password",
+            action="store_true",
+            help="Also give them a password (printed once) for the browsable API's login "
+            "page, /api-auth/login/; `manage.py changepassword NAME` sets another.",
+        )
 
     def handle(
         self,
@@ -45,6 +52,7 @@ class Command(BaseCommand):
         position: list[str],
         email: str,
         full_name: str,
+        password: bool,
         **options: object,
     ) -> None:
         try:
@@ -73,4 +81,10 @@ class Command(BaseCommand):
             last_name=last.strip()[:150],
         )
         token = api_key_issue(customer_id=account.customer_id)
-        self.stdout.write(json.dumps({"customer_id": account.customer_id, "token": token}))
+        printed: dict[str, object] = {"customer_id": account.customer_id, "token": token}
+        if password:
+            printed["password"] = secret = secrets.token_urlsafe(12)
+            user = get_user_model().objects.get(id=account.customer_id)
+            user.set_password(secret)
+            user.save(update_fields=["password"])
+        self.stdout.write(json.dumps(printed))
