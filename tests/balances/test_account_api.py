@@ -18,8 +18,21 @@ def test_account_shows_cash_and_positions_as_decimal_strings(make_customer):
         "held": "0.00",
         "available": "1234.50",
         "positions": [
-            {"ticker": "AAPL", "quantity": 10, "held": 0},
-            {"ticker": "MSFT", "quantity": 3, "held": 0},
+            # Transferred in: no cost.
+            {
+                "ticker": "AAPL",
+                "quantity": 10,
+                "held": 0,
+                "cost_basis": "0.00",
+                "avg_entry_price": "0.0000",
+            },
+            {
+                "ticker": "MSFT",
+                "quantity": 3,
+                "held": 0,
+                "cost_basis": "0.00",
+                "avg_entry_price": "0.0000",
+            },
         ],
         "status": "active",
         "status_reason": "",
