@@ -35,8 +35,12 @@ class PositionSerializer(serializers.Serializer):
         help_text="What the shares cost: each buy adds the cash it paid; selling q of Q "
         "shares takes q/Q of it, to the cent. Shares transferred in come at no cost.",
     )
+    # No max_digits: rounded-up costs can average a hair above the largest price.
     avg_entry_price = serializers.DecimalField(
-        **PRICE_DIGITS, help_text="cost_basis / quantity, to the price tick."
+        max_digits=None,
+        decimal_places=PRICE_DIGITS["decimal_places"],
+        allow_null=True,
+        help_text="cost_basis / quantity, to the price tick.",
     )
 
 

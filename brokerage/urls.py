@@ -6,6 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from balances.apis import AccountApi, ActivitiesApi
+from brokerage import customer_login
 from brokerage.callback_urls import CALLBACK_SCHEMA
 from brokerage.errors import json_not_found
 from brokerage.health import healthz
@@ -52,7 +53,7 @@ handler500 = "brokerage.errors.json_server_error"
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     # The browsable API's login and logout, for customers who have a password.
-    path("api-auth/", include("rest_framework.urls")),
+    path("api-auth/", include((customer_login.urlpatterns, "rest_framework"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("exchange/callback/", ExchangeCallbackApi.as_view(), name="exchange-callback"),

@@ -50,14 +50,19 @@ FROM (
            events_trade_data(t, 'in_progress')
     FROM trades_trade t WHERE t.submitted_at IS NOT NULL
     UNION ALL
-    SELECT (e.l).customer_id, (e.l).created_at, 2, (e.l).id, 'activity',
+    SELECT (e.l).customer_id, e.at, 2, (e.l).id, 'activity',
            events_activity_data(e.l,
                CASE WHEN (e.l).ticker IS NULL THEN e.balance END,
                CASE WHEN (e.l).ticker IS NOT NULL THEN e.balance::bigint END)
     FROM (
         SELECT l, sum(COALESCE(l.cash_amount, l.share_quantity)) OVER (
-            PARTITION BY l.customer_id, l.ticker ORDER BY l.id) AS balance
-        FROM balances_ledgerentry l
+                   PARTITION BY l.customer_id, l.ticker ORDER BY l.id) AS balance,
+               -- An entry's created_at is its transaction's start, which may precede an
+               -- earlier entry's commit (it waited for the account lock); a customer's
+               -- entry ids follow their commits. A fill's entries go with its trade's end.
+               max(COALESCE(t.finished_at, l.created_at)) OVER (
+                   PARTITION BY l.customer_id ORDER BY l.id) AS at
+        FROM balances_ledgerentry l LEFT JOIN trades_trade t ON t.id = l.trade_id
     ) AS e
     UNION ALL
     SELECT t.customer_id, t.finished_at, 3, t.id, 'trade_' || t.status,

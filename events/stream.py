@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api_keys.models import PREFIX_LENGTH
-from api_keys.services import CANDIDATES_SQL, holder_among
+from api_keys.services import CANDIDATES_SQL, digest_of, holder_among
 from brokerage.auth import COUNT_FAILURE_SQL, FORGET_OLD_FAILURES_SQL, TOKEN_KEY, client_address
 from brokerage.metrics import (
     EVENT_STREAM_DELIVERY_SECONDS,
@@ -57,6 +58,9 @@ RETRY_READ_SECONDS = 1.0
 # The client's EventSource reconnects after this long (the SSE `retry:` field).
 CLIENT_RETRY_MS = 1000
 _HAS_ACCOUNT_SQL = "SELECT 1 FROM balances_account WHERE customer_id = %s"
+# Of these API key digests, those still issued.
+LIVE_KEYS_SQL = "SELECT digest FROM api_keys_apikey WHERE digest = ANY(%s)"
+_LAST_SEQ_SQL = "SELECT COALESCE(max(seq), 0) FROM events_customerevent WHERE customer_id = %s"
 
 # The database failed, the pool had no session to give, or a session was lost.
 _DATABASE_ERRORS = (psycopg.Error, PoolTimeout)
@@ -66,7 +70,11 @@ _DATABASE_ERRORS = (psycopg.Error, PoolTimeout)
 class Stream:
     customer_id: int
     last_seq: int
+    # The digest of the API key it was opened with: the sweep ends the stream once the key
+    # is gone (rotated, revoked, the account closed).
+    key_digest: str
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    revoked: bool = False
 
 
 class EventHub:
@@ -97,12 +105,14 @@ class EventHub:
             asyncio.create_task(self._sweep_forever(), name="stream-sweep"),
         ]
 
-    def open(self, customer_id: int, after: int) -> Stream | None:
+    def open(self, customer_id: int, after: int, key_digest: str) -> Stream | None:
         """A stream for the customer from event `after`, or None at their cap."""
         streams = self._streams[customer_id]
         if len(streams) >= settings.STREAM_MAX_PER_CUSTOMER:
+            if not streams:
+                del self._streams[customer_id]
             return None
-        stream = Stream(customer_id, after)
+        stream = Stream(customer_id, after, key_digest)
         streams.add(stream)
         EVENT_STREAMS_OPEN.labels(SERVER).inc()
         return stream
@@ -161,7 +171,7 @@ class EventHub:
                     async for note in conn.notifies():
                         for customer_id in customers_of_notification(note.payload):
                             self._wake(customer_id)
-            except psycopg.Error as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever it was, listen again
                 logger.warning("event=stream_listen_lost error=%r retry_in=%.1f", exc, backoff)
             self._set_listening(False)
             # A retry's pause, not a wait for a condition: the database is away.
@@ -175,18 +185,28 @@ class EventHub:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(settings.STREAM_SWEEP_SECONDS)
-            customers = list(self._streams)
-            if not customers:
-                continue
             try:
-                rows = await self.fetch(LAST_SEQS_SQL, {"customers": customers})
-            except _DATABASE_ERRORS as exc:
+                await self.sweep()
+            except Exception as exc:  # noqa: BLE001 - the next sweep tries again
                 logger.warning("event=stream_sweep_failed error=%r", exc)
-                continue
-            for customer_id, last_seq in rows:
-                for stream in self._streams.get(customer_id, ()):
-                    if stream.last_seq < last_seq:
-                        stream.wake.set()
+
+    async def sweep(self) -> None:
+        """Wake each stream behind its customer's last event, and end those whose key is
+        gone."""
+        streams = [stream for group in self._streams.values() for stream in group]
+        if not streams:
+            return
+        customers = list(self._streams)
+        rows = await self.fetch(LAST_SEQS_SQL, {"customers": customers})
+        digests = list({stream.key_digest for stream in streams})
+        live = {row[0] for row in await self.fetch(LIVE_KEYS_SQL, [digests])}
+        last_seqs = dict(rows)
+        for stream in streams:
+            if stream.key_digest not in live:
+                stream.revoked = True
+                stream.wake.set()
+            elif stream.last_seq < last_seqs.get(stream.customer_id, 0):
+                stream.wake.set()
 
 
 _hub: EventHub | None = None
@@ -207,9 +227,10 @@ def _error(status: int, code: str, detail: str, **headers: str) -> JsonResponse:
     return response
 
 
-async def _customer_of(request: HttpRequest, hub: EventHub) -> int | JsonResponse:
-    """The customer the request's `Authorization: Token <key>` names, or the error to
-    answer; failures count towards the client's throttle as on the API (brokerage.auth)."""
+async def _customer_of(request: HttpRequest, hub: EventHub) -> tuple[int, str] | JsonResponse:
+    """The customer the request's `Authorization: Token <key>` names, with the key's
+    digest, or the error to answer; failures count towards the client's throttle as on
+    the API (brokerage.auth)."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "token" or not key:
         return _error(
@@ -237,14 +258,14 @@ async def _customer_of(request: HttpRequest, hub: EventHub) -> int | JsonRespons
     customer_id = holder[0]
     if not await hub.fetch(_HAS_ACCOUNT_SQL, [customer_id]):
         return _error(403, "no_account", "This user has no brokerage account.")
-    return customer_id
+    return customer_id, digest_of(key)
 
 
 def _resume_point(request: HttpRequest) -> int | None:
     """The last event the client has: Last-Event-ID (an EventSource reconnecting), else
     ?after=, else 0. None if it is not a number we could have sent."""
     text = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
-    if not (text.isascii() and text.isdigit()) or int(text) > MAX_SEQ:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_SEQ:
         return None
     return int(text)
 
@@ -252,40 +273,58 @@ def _resume_point(request: HttpRequest) -> int | None:
 async def event_stream(request: HttpRequest) -> HttpResponseBase:
     """Server-Sent Events: every event of the customer after the one they name, then each
     new one as it commits."""
-    if request.method not in ("GET", "HEAD"):
-        return _error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+    if request.method != "GET":
+        return _error(
+            405,
+            "method_not_allowed",
+            f'Method "{request.method}" not allowed.',
+            Allow="GET",
+        )
     hub = event_hub()
     await hub.start()
     try:
         found = await _customer_of(request, hub)
+        if isinstance(found, JsonResponse):
+            return found
+        customer_id, key_digest = found
+        after = _resume_point(request)
+        if after is None:
+            return _error(
+                400,
+                "invalid_request",
+                f"Last-Event-ID and after take an event's seq: a whole number, 0 to {MAX_SEQ}.",
+            )
+        ((last,),) = await hub.fetch(_LAST_SEQ_SQL, [customer_id])
     except _DATABASE_ERRORS as exc:
-        logger.warning("event=stream_auth_unavailable error=%r", exc)
+        logger.warning("event=stream_open_unavailable error=%r", exc)
         return _error(
             503,
             "database_unavailable",
             "The database did not answer; try again.",
             **{"Retry-After": "1"},
         )
-    if isinstance(found, JsonResponse):
-        return found
-    after = _resume_point(request)
-    if after is None:
+    if after > last:
+        # Not an id we sent: a client of another database (restored from a backup, say)
+        # would otherwise wait, silently, for numbers it believes it has seen.
         return _error(
             400,
-            "invalid_request",
-            f"Last-Event-ID and after take an event's seq: a whole number, 0 to {MAX_SEQ}.",
+            "last_event_id_ahead",
+            f"The last event of this account is {last}; resume from it or earlier.",
         )
-    stream = hub.open(found, after)
+    stream = hub.open(customer_id, after, key_digest)
     if stream is None:
         return _error(
             429,
             "too_many_streams",
             f"At most {settings.STREAM_MAX_PER_CUSTOMER} open streams per customer; close one.",
         )
-    logger.info("event=stream_opened customer=%s after=%s", found, after)
+    logger.info("event=stream_opened customer=%s after=%s", customer_id, after)
     response = StreamingHttpResponse(
         _frames(hub, stream), content_type="text/event-stream; charset=utf-8"
     )
+    # A client gone before the first frame is sent never starts the generator, whose
+    # `finally` would close the stream: the response's end closes it then (a no-op after).
+    weakref.finalize(response, hub.close, stream)
     response["Cache-Control"] = "no-cache"
     # nginx passes each frame on at once instead of buffering the response.
     response["X-Accel-Buffering"] = "no"
@@ -298,7 +337,7 @@ async def _frames(hub: EventHub, stream: Stream) -> AsyncIterator[bytes]:
     try:
         yield f"retry: {CLIENT_RETRY_MS}\n: open after {stream.last_seq}\n\n".encode()
         last_write = loop.time()
-        while True:
+        while not stream.revoked:
             stream.wake.clear()
             try:
                 rows: list[tuple[Any, ...]] | None = await hub.events_after(stream)
@@ -323,8 +362,12 @@ async def _frames(hub: EventHub, stream: Stream) -> AsyncIterator[bytes]:
                 timeout = RETRY_READ_SECONDS
             else:
                 timeout = max(0.0, heartbeat - (loop.time() - last_write))
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+            # cancellation of a client gone away when a wake-up lands at the same moment,
+            # leaving the stream running for nobody.
             try:
-                await asyncio.wait_for(stream.wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await stream.wake.wait()
             except TimeoutError:
                 if loop.time() - last_write >= heartbeat:
                     yield b": keep-alive\n\n"

@@ -175,6 +175,17 @@ EVENT_LOG_CHECKS: list[tuple[str, str]] = [
               OR e.last_price IS DISTINCT FROM t.fill_price::text""",
     ),
     (
+        "each event in the event log of the customer it is about",
+        """SELECT format('customer %s event %s (%s) is about %s of customer %s', e.customer_id,
+                         e.seq, e.type, e.data->>'id', COALESCE(t.customer_id, l.customer_id))
+           FROM events_customerevent e
+           LEFT JOIN trades_trade t
+                  ON e.type <> 'activity' AND t.id = (e.data->>'id')::bigint
+           LEFT JOIN balances_ledgerentry l
+                  ON e.type = 'activity' AND l.id = (e.data->>'id')::bigint
+           WHERE COALESCE(t.customer_id, l.customer_id) IS DISTINCT FROM e.customer_id""",
+    ),
+    (
         "each ledger entry once in its customer's event log",
         """SELECT format('ledger entry %s (customer %s): %s events', l.id, l.customer_id,
                          COALESCE(e.n, 0))

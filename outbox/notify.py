@@ -33,6 +33,16 @@ CUSTOMER_EVENTS_CHANNEL = "customer_events"
 _CUSTOMERS_PER_NOTIFY = 400
 
 
+def _waker_session() -> psycopg.Connection:
+    """The waker's session. Its transactions only NOTIFY: none need to wait for the WAL to
+    reach the disk (a wake-up lost in a crash costs latency, like any other), and not
+    waiting keeps the cluster-wide notify lock, which a NOTIFY holds through its commit,
+    short for everyone else's."""
+    conn = dedicated_connection("brokerage-waker")
+    conn.execute("SET synchronous_commit = off")
+    return conn
+
+
 class Waker:
     """Marks shards and customers after commits and NOTIFYs them from a thread of its own."""
 
@@ -43,7 +53,7 @@ class Waker:
         connect: Callable[[], psycopg.Connection] | None = None,
     ) -> None:
         self.window = window
-        self._connect = connect or (lambda: dedicated_connection("brokerage-waker"))
+        self._connect = connect or _waker_session
         self._lock = threading.Lock()
         self._shards: set[int] = set()
         self._customers: set[int] = set()
@@ -119,7 +129,7 @@ class Waker:
 
 def customers_of_notification(payload: str) -> list[int]:
     """The customer ids a Waker's NOTIFY on CUSTOMER_EVENTS_CHANNEL carries."""
-    return [int(part) for part in payload.split(",") if part.isdigit()]
+    return [int(part) for part in payload.split(",") if part.isascii() and part.isdigit()]
 
 
 _waker: Waker | None = None

@@ -13,10 +13,8 @@ INSTALLED_APPS = [
     not in {"django.contrib.admin", "django.contrib.sessions", "django.contrib.messages", "axes"}
 ]
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
-# Each is async-capable: a stream's request never leaves the event loop for a thread.
-MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    # Checks the Host header against ALLOWED_HOSTS, as the customer API does.
-    "django.middleware.common.CommonMiddleware",
-]
+# None: Django's own middleware would run on a thread for every stream opened (they are
+# sync at heart), and a stream needs none of them (it builds no URL from the Host header,
+# sets no cookie, renders no page).
+MIDDLEWARE = []
 SILENCED_SYSTEM_CHECKS = ["security.W003"]

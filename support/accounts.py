@@ -3,6 +3,7 @@ Each change is one transaction under the account lock, with its staff action."""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -72,6 +73,11 @@ def account_status_set(*, staff: Staff, customer_id: int, status: str, reason: s
                     extra={"blockers": blockers},
                 )
             api_key_revoke(customer_id=customer_id)
+            # And the browsable API's logins: a session is only good while the password
+            # it was made with is the user's.
+            customer = get_user_model().objects.get(id=customer_id)
+            customer.set_unusable_password()
+            customer.save(update_fields=["password"])
         account.status = status
         account.status_reason = "" if status == Account.Status.ACTIVE else reason
         account.status_changed_by_id = staff_id

@@ -81,20 +81,35 @@ def test_a_session_must_carry_the_csrf_token_to_place_an_order():
     assert placed.status_code == 201
 
 
-def test_staff_without_an_account_are_told_so():
+def test_staff_are_refused_before_their_password_is_checked_or_counted(settings):
+    settings.AXES_FAILURE_LIMIT = 3
     User.objects.create_user("agent", password="pw", is_staff=True)
+    client = Client()
 
-    client = logged_in_client("agent", "pw")
+    answers = [
+        client.post(LOGIN, {"username": "agent", "password": p}) for p in ("x", "y", "z", "pw")
+    ]
 
-    response = client.get("/api/v1/account/")
-    assert response.status_code == 403 and response.json()["error"] == "no_account"
+    assert [a.status_code for a in answers] == [200] * 4  # the form again, never a lockout
+    assert "Staff sign in to the admin" in answers[-1].content.decode()
+    assert "_auth_user_id" not in client.session
+    # Not counted: the admin still lets them in.
+    _admin_login(Client(), "agent")
+
+
+def test_a_login_without_an_account_is_refused():
+    User.objects.create_user("nobody", password="pw")
+
+    response = Client().post(LOGIN, {"username": "nobody", "password": "pw"})
+
+    assert response.status_code == 200 and "customer" in response.content.decode()
 
 
 @override_settings(
     ROOT_URLCONF="brokerage.admin_urls", SESSION_COOKIE_NAME="brokerage_staff_session"
 )
-def _admin_login(client: Client) -> None:
-    response = client.post("/admin/login/?next=/admin/", {"username": "boss", "password": "pw"})
+def _admin_login(client: Client, username: str = "boss") -> None:
+    response = client.post("/admin/login/?next=/admin/", {"username": username, "password": "pw"})
     assert response.status_code == 302
 
 

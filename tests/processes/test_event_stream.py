@@ -12,12 +12,15 @@ import json
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import pytest
 import requests
 from django.conf import settings
+from django.db import connection
 
+from api_keys.services import api_key_revoke
 from devtools import embedded_postgres
 from devtools.database import manage, migrate
 from devtools.sse import SseClient, SseEvent, open_async_stream
@@ -38,9 +41,19 @@ def finished_trades(events: list[SseEvent]) -> set[int]:
 
 def the_log(base_url: str, token: str) -> list[dict]:
     """The customer's whole event log through GET /api/v1/events/."""
-    events, url = [], f"{base_url}/api/v1/events/?limit=200"
+    headers = {"Authorization": f"Token {token}"}
+
+    def answered(url: str) -> requests.Response | None:
+        # A web worker whose session the database dropped answers one 503, then reconnects.
+        response = requests.get(url, headers=headers, timeout=10)
+        return None if response.status_code == 503 else response
+
+    events: list[dict] = []
+    url: str | None = f"{base_url}/api/v1/events/?limit=200"
     while url:
-        page = requests.get(url, headers={"Authorization": f"Token {token}"}, timeout=10).json()
+        response = wait_for(partial(answered, url), timeout=10, what="the web")
+        assert response is not None
+        page = response.json()
         events += page["results"]
         url = page["next"]
     return events
@@ -115,14 +128,15 @@ def test_a_client_back_with_its_last_id_gets_every_event_once_in_order(stack):
     assert_audit_passes()
 
 
-def test_streams_are_refused_clearly_and_capped_per_customer(stack):
-    start_trading_stack(stack, STREAM_MAX_PER_CUSTOMER="2")
+def test_streams_are_refused_clearly_capped_per_customer_and_ended_with_their_key(stack):
+    start_trading_stack(stack, STREAM_MAX_PER_CUSTOMER="2", STREAM_SWEEP_SECONDS="0.5")
     stack.start_proxy()
     customer = create_customer()
     url = f"{stack.stream_url}/api/v1/events/stream/"
+    auth = {"Authorization": f"Token {customer.token}"}
 
     held = [SseClient(stack.stream_url, customer.token) for _ in range(2)]
-    over = requests.get(url, headers={"Authorization": f"Token {customer.token}"}, timeout=5)
+    over = requests.get(url, headers=auth, timeout=5)
     assert over.status_code == 429 and over.json()["error"] == "too_many_streams"
     held.pop().close()
     wait_for(lambda: stream_health(stack)["streams"] == 1, timeout=10, what="a stream closed")
@@ -133,20 +147,34 @@ def test_streams_are_refused_clearly_and_capped_per_customer(stack):
     refusals = {
         "none": requests.get(url, timeout=5),
         "bad": requests.get(url, headers={"Authorization": "Token " + "0" * 40}, timeout=5),
-        "resume": requests.get(
-            url,
-            headers={"Authorization": f"Token {customer.token}", "Last-Event-ID": "x"},
-            timeout=5,
-        ),
+        "resume": requests.get(url, headers={**auth, "Last-Event-ID": "x"}, timeout=5),
+        "huge": requests.get(url, headers={**auth, "Last-Event-ID": "9" * 5000}, timeout=5),
+        "ahead": requests.get(url, headers={**auth, "Last-Event-ID": "3"}, timeout=5),
+        "post": requests.post(url, headers=auth, timeout=5),
+        "head": requests.head(url, headers=auth, timeout=5),
     }
     assert {name: r.status_code for name, r in refusals.items()} == {
         "none": 401,
         "bad": 401,
         "resume": 400,
+        "huge": 400,
+        "ahead": 400,
+        "post": 405,
+        "head": 405,
     }
-    assert all("error" in r.json() for r in refusals.values())
+    assert refusals["ahead"].json()["error"] == "last_event_id_ahead"
+    assert refusals["post"].headers["Allow"] == "GET"
+    assert all("error" in r.json() for name, r in refusals.items() if name != "head")
+
+    # A key rotated away ends the streams opened with it (the sweep looks).
+    api_key_revoke(customer_id=customer.id)
     for client in (*held, again):
-        client.close()
+        with pytest.raises(StopIteration):
+            client.read_until(lambda events: False, timeout=15)
+    wait_for(lambda: stream_health(stack)["streams"] == 0, timeout=10, what="streams ended")
+    assert requests.get(url, headers=auth, timeout=5).status_code == 401
+    with connection.cursor() as cursor:  # not a model's table: a flush leaves it as it was
+        cursor.execute("DELETE FROM brokerage_auth_failure")
 
 
 @pytest.fixture
