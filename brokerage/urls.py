@@ -52,6 +52,8 @@ handler500 = "brokerage.errors.json_server_error"
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
+    # Alpaca's Trading API v2 (docs/alpaca.md), over the same services.
+    path("v2/", include("alpaca_compat.urls")),
     # The browsable API's login and logout, for customers who have a password.
     path("api-auth/", include((customer_login.urlpatterns, "rest_framework"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

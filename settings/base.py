@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "events",
     "execution",
     "support",
+    "alpaca_compat",
     "outbox",
 ]
 

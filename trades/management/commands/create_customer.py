@@ -5,6 +5,7 @@ from decimal import Decimal, InvalidOperation
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from api_keys.models import PREFIX_LENGTH
 from api_keys.services import api_key_issue
 from balances.money import MAX_CASH
 from balances.services import account_open
@@ -81,7 +82,12 @@ class Command(BaseCommand):
             last_name=last.strip()[:150],
         )
         token = api_key_issue(customer_id=account.customer_id)
-        printed: dict[str, object] = {"customer_id": account.customer_id, "token": token}
+        printed: dict[str, object] = {
+            "customer_id": account.customer_id,
+            "token": token,
+            # Alpaca's APCA-API-KEY-ID for /v2/ (docs/alpaca.md); the token is the secret.
+            "key_id": token[:PREFIX_LENGTH],
+        }
         if password:
             printed["password"] = secret = secrets.token_urlsafe(12)
             user = get_user_model().objects.get(id=account.customer_id)

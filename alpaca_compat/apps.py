@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AlpacaCompatConfig(AppConfig):
+    name = "alpaca_compat"
+    verbose_name = "Alpaca-compatible API"
