@@ -4,14 +4,22 @@ and clock; the answers agree with our own API and the audit."""
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
 import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
+from alpaca.trading.enums import (
+    OrderSide,
+    OrderStatus,
+    QueryOrderStatus,
+    TimeInForce,
+    TradeEvent,
+)
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
+from alpaca.trading.stream import TradingStream
 from django.conf import settings
 
 from devtools.stack import Stack, database_url, wait_for
@@ -144,3 +152,58 @@ def test_what_v2_does_not_do_is_refused_in_alpacas_shape(stack):
     with pytest.raises(APIError) as missing:
         client.get_order_by_id("00000000-0000-0000-0000-000000000001")
     assert missing.value.status_code == 404
+
+
+def test_the_sdks_trading_stream_receives_each_update_of_its_orders(stack):
+    stack.start_exchange("--fill-delay-ms", "1,20")
+    stack.start_web()
+    stack.start_callbacks()
+    stack.start_worker("w1")
+    stack.start_stream()
+    stack.start_proxy()
+    customer = create_customer(cash="100000.00")
+    client = TradingClient(
+        customer.token[:12], customer.token, paper=True, url_override=stack.web_url
+    )
+    updates: list = []
+
+    async def on_update(update) -> None:
+        updates.append(update)
+
+    stream = TradingStream(
+        customer.token[:12],
+        customer.token,
+        url_override=f"ws://127.0.0.1:{stack.web_port}/stream",
+    )
+    stream.subscribe_trade_updates(on_update)
+    runner = threading.Thread(target=stream.run, daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: stream_count(stack) == 1, timeout=20, what="the SDK to listen")
+        orders = [client.submit_order(market(1)) for _ in range(3)]
+        wait_for(
+            lambda: sum(u.event == TradeEvent.FILL for u in updates) == 3,
+            timeout=30,
+            what="three fills on the SDK's stream",
+        )
+    finally:
+        stream.stop()
+        runner.join(timeout=10)
+
+    by_order: dict = {}
+    for update in updates:
+        by_order.setdefault(update.order.id, []).append(update.event)
+    assert by_order == {
+        o.id: [TradeEvent.ACCEPTED, TradeEvent.NEW, TradeEvent.FILL] for o in orders
+    }
+    fills = [u for u in updates if u.event == TradeEvent.FILL]
+    for fill in fills:
+        assert fill.order.status == OrderStatus.FILLED and fill.qty == 1
+        assert Decimal(str(fill.price)) == Decimal(str(fill.order.filled_avg_price))
+    assert_audit_passes()
+
+
+def stream_count(stack: Stack) -> int:
+    return requests.get(f"http://127.0.0.1:{stack.stream_port}/healthz", timeout=5).json()[
+        "streams"
+    ]
