@@ -241,11 +241,10 @@ class OrderByClientIdApi(AlpacaApi):
         key = request.query_params.get("client_order_id", "")
         customer_id = customer_id_of(request)
         trade = trade_list_for_customer(customer_id=customer_id, client_order_id=key).first()
-        if trade is None and shapes.trade_id_of(key) is not None:
+        trade_id = shapes.trade_id_of(key)
+        if key and trade is None and trade_id is not None:
             # An order placed without a key shows its id as its client_order_id.
-            trade = trade_get_for_customer(
-                customer_id=customer_id, trade_id=shapes.trade_id_of(key) or 0
-            )
+            trade = trade_get_for_customer(customer_id=customer_id, trade_id=trade_id)
             if trade is not None and trade.client_order_id is not None:
                 trade = None
         if not key or trade is None:

@@ -18,9 +18,7 @@ from typing import Any
 
 from alpaca_compat import shapes
 from api_keys.models import PREFIX_LENGTH
-from api_keys.services import CANDIDATES_SQL, digest_of, holder_among
-from brokerage.auth import TOKEN_KEY
-from events.stream import EventHub, Stream, event_hub
+from events.stream import PAGE, EventHub, Stream, event_hub
 from trades.models import Trade
 
 logger = logging.getLogger("alpaca_compat.stream")
@@ -37,11 +35,6 @@ TRADE_EVENTS = {
     "trade_cancelled": "canceled",
 }
 _TIMES = ("created_at", "submitted_at", "executed_at", "finished_at")
-_LAST_SEQ_SQL = "SELECT COALESCE(max(seq), 0) FROM events_customerevent WHERE customer_id = %s"
-_EVENTS_SQL = """
-SELECT seq, type, data FROM events_customerevent
-WHERE customer_id = %s AND seq > %s ORDER BY seq LIMIT 500
-"""
 
 
 def _trade_as_it_was(data: dict[str, Any]) -> Trade:
@@ -75,16 +68,11 @@ def trade_update(kind: str, data: dict[str, Any]) -> dict[str, Any]:
 async def _customer_of(hub: EventHub, message: dict[str, Any]) -> tuple[int, str] | None:
     data: dict[str, Any] = message["data"] if isinstance(message.get("data"), dict) else message
     key_id, secret = data.get("key_id") or data.get("key"), data.get("secret_key")
-    if message.get("action") not in ("authenticate", "auth"):
-        return None
-    if not isinstance(secret, str) or not TOKEN_KEY.fullmatch(secret):
+    if message.get("action") not in ("authenticate", "auth") or not isinstance(secret, str):
         return None
     if key_id != secret[:PREFIX_LENGTH]:
         return None
-    holder = holder_among(await hub.fetch(CANDIDATES_SQL, [secret[:PREFIX_LENGTH]]), secret)
-    if holder is None or not holder[1]:
-        return None
-    return holder[0], digest_of(secret)
+    return await hub.key_holder(secret)
 
 
 async def _next_json(receive: Receive) -> dict[str, Any] | None:
@@ -130,7 +118,7 @@ async def trade_updates(scope: dict[str, Any], receive: Receive, send: Send) -> 
     )
     after = (listen.get("data") or {}).get("after")
     if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-        ((after,),) = await hub.fetch(_LAST_SEQ_SQL, [customer_id])
+        after = await hub.last_seq(customer_id)
     stream = hub.open(customer_id, after, digest)
     if stream is None:
         await say({"stream": "error", "data": {"error": "too many streams"}})
@@ -155,16 +143,16 @@ async def _feed(hub: EventHub, stream: Stream, say: Callable, gone: asyncio.Task
     while not stream.revoked and not gone.done():
         stream.wake.clear()
         try:
-            rows = await hub.fetch(_EVENTS_SQL, [stream.customer_id, stream.last_seq])
+            rows = await hub.events_after(stream)
         except Exception as exc:  # noqa: BLE001 - the database is away: read again soon
             logger.warning("event=trade_updates_read_failed error=%r", exc)
             rows = None
-        for seq, kind, data in rows or []:
+        for seq, kind, _, text in rows or []:
             # Activities (cash and shares) are not among Alpaca's trade updates.
             if kind in TRADE_EVENTS:
-                await say(trade_update(kind, data if isinstance(data, dict) else json.loads(data)))
+                await say(trade_update(kind, json.loads(text)["data"]))
             stream.last_seq = seq
-        if rows and len(rows) == 500:
+        if rows and len(rows) == PAGE:
             continue
         waker = asyncio.create_task(stream.wake.wait())
         await asyncio.wait(

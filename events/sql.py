@@ -20,6 +20,9 @@ WHERE customer_id = %(customer_id)s AND seq > %(after)s
 ORDER BY seq LIMIT %(limit)s
 """
 
+# The customer's last event's number (0 before any).
+LAST_SEQ_SQL = "SELECT COALESCE(max(seq), 0) FROM events_customerevent WHERE customer_id = %s"
+
 # The last event of each of these customers (those without events are left out).
 LAST_SEQS_SQL = """
 SELECT c.customer_id, e.seq FROM unnest(%(customers)s::integer[]) AS c(customer_id)

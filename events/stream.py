@@ -44,7 +44,7 @@ from brokerage.metrics import (
     EVENT_STREAMS_REFUSED,
     exposition,
 )
-from events.sql import LAST_SEQS_SQL, MAX_SEQ, STREAM_EVENTS_AFTER_SQL
+from events.sql import LAST_SEQ_SQL, LAST_SEQS_SQL, MAX_SEQ, STREAM_EVENTS_AFTER_SQL
 from outbox.connections import connection_kwargs
 from outbox.notify import CUSTOMER_EVENTS_CHANNEL, customers_of_notification
 
@@ -60,7 +60,6 @@ CLIENT_RETRY_MS = 1000
 _HAS_ACCOUNT_SQL = "SELECT 1 FROM balances_account WHERE customer_id = %s"
 # Of these API key digests, those still issued.
 LIVE_KEYS_SQL = "SELECT digest FROM api_keys_apikey WHERE digest = ANY(%s)"
-_LAST_SEQ_SQL = "SELECT COALESCE(max(seq), 0) FROM events_customerevent WHERE customer_id = %s"
 
 # The database failed, the pool had no session to give, or a session was lost.
 _DATABASE_ERRORS = (psycopg.Error, PoolTimeout)
@@ -139,6 +138,19 @@ class EventHub:
         assert self._pool is not None, "start() the hub first"
         async with self._pool.connection() as conn:
             await conn.execute(sql, params)
+
+    async def last_seq(self, customer_id: int) -> int:
+        ((last,),) = await self.fetch(LAST_SEQ_SQL, [customer_id])
+        return int(last)
+
+    async def key_holder(self, key: str) -> tuple[int, str] | None:
+        """(customer id, the key's digest) of an active login's API key, or None."""
+        if not TOKEN_KEY.fullmatch(key):
+            return None
+        holder = holder_among(await self.fetch(CANDIDATES_SQL, [key[:PREFIX_LENGTH]]), key)
+        if holder is None or not holder[1]:
+            return None
+        return holder[0], digest_of(key)
 
     async def events_after(self, stream: Stream) -> list[tuple[Any, ...]]:
         return await self.fetch(
@@ -239,10 +251,8 @@ async def _customer_of(request: HttpRequest, hub: EventHub) -> tuple[int, str] |
             "Authentication credentials were not provided.",
             **{"WWW-Authenticate": "Token"},
         )
-    holder = None
-    if TOKEN_KEY.fullmatch(key):
-        holder = holder_among(await hub.fetch(CANDIDATES_SQL, [key[:PREFIX_LENGTH]]), key)
-    if holder is None or not holder[1]:
+    found = await hub.key_holder(key)
+    if found is None:
         params = {"client": client_address(request), "window": settings.AUTH_FAILURE_WINDOW}
         ((failures, seconds_left),) = await hub.fetch(COUNT_FAILURE_SQL, params)
         if failures == 1:
@@ -255,10 +265,9 @@ async def _customer_of(request: HttpRequest, hub: EventHub) -> tuple[int, str] |
         return _error(
             401, "authentication_failed", "Invalid token.", **{"WWW-Authenticate": "Token"}
         )
-    customer_id = holder[0]
-    if not await hub.fetch(_HAS_ACCOUNT_SQL, [customer_id]):
+    if not await hub.fetch(_HAS_ACCOUNT_SQL, [found[0]]):
         return _error(403, "no_account", "This user has no brokerage account.")
-    return customer_id, digest_of(key)
+    return found
 
 
 def _resume_point(request: HttpRequest) -> int | None:
@@ -294,7 +303,7 @@ async def event_stream(request: HttpRequest) -> HttpResponseBase:
                 "invalid_request",
                 f"Last-Event-ID and after take an event's seq: a whole number, 0 to {MAX_SEQ}.",
             )
-        ((last,),) = await hub.fetch(_LAST_SEQ_SQL, [customer_id])
+        last = await hub.last_seq(customer_id)
     except _DATABASE_ERRORS as exc:
         logger.warning("event=stream_open_unavailable error=%r", exc)
         return _error(

@@ -20,26 +20,12 @@ from alpaca.trading.enums import (
 )
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
 from alpaca.trading.stream import TradingStream
-from django.conf import settings
 
-from devtools.stack import Stack, database_url, wait_for
+from devtools.stack import Stack, wait_for
 from tests.factories import create_customer
 from tests.processes.test_execution_processes import assert_audit_passes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
-
-
-@pytest.fixture
-def stack(transactional_db, tmp_path):
-    stack = Stack(
-        tmp_path,
-        database_url=database_url(),
-        shard_count=settings.SHARD_COUNT,
-        separate_callbacks=True,
-        proxied=True,
-    )
-    yield stack
-    stack.stop_all()
 
 
 def market(qty: float, side: OrderSide = OrderSide.BUY, **extra) -> MarketOrderRequest:

@@ -24,7 +24,7 @@ from api_keys.services import api_key_revoke
 from devtools import embedded_postgres
 from devtools.database import manage, migrate
 from devtools.sse import SseClient, SseEvent, open_async_stream
-from devtools.stack import Stack, database_url, wait_for
+from devtools.stack import Stack, wait_for
 from events.models import CustomerEvent
 from tests.factories import create_customer
 from tests.processes.test_execution_processes import assert_audit_passes, place_many
@@ -69,19 +69,6 @@ def start_trading_stack(stack: Stack, **stream_env: str) -> None:
     stack.start_callbacks()
     stack.start_worker("w1")
     stack.start_stream(**stream_env)
-
-
-@pytest.fixture
-def stack(transactional_db, tmp_path):
-    stack = Stack(
-        tmp_path,
-        database_url=database_url(),
-        shard_count=settings.SHARD_COUNT,
-        separate_callbacks=True,
-        proxied=True,
-    )
-    yield stack
-    stack.stop_all()
 
 
 def test_a_client_back_with_its_last_id_gets_every_event_once_in_order(stack):
