@@ -4,11 +4,12 @@ and why, is in docs/alpaca.md."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Q
 from rest_framework import exceptions, serializers, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -17,7 +18,7 @@ from rest_framework.views import APIView
 
 from alpaca_compat import shapes
 from api_keys.models import PREFIX_LENGTH
-from balances.models import Account, Position
+from balances.models import Account, LedgerEntry, Position
 from balances.services import NoAccount
 from brokerage.api import customer_id_of
 from brokerage.auth import ThrottledTokenAuthentication
@@ -58,10 +59,13 @@ class Unprocessable(BrokerageError):
 
 def alpaca_exception_handler(exc: Exception, context: dict) -> Response | None:
     """Our error, in Alpaca's shape: `{"code": 40010000 + …, "message": …}` (our own code
-    kept as `error`). A client order id used for other terms is Alpaca's 422."""
+    kept as `error`). A client order id used for other terms, and a parameter out of
+    range, are Alpaca's 422."""
     if isinstance(exc, Conflict) and exc.code == "client_order_id_reused":
         exc = Unprocessable(exc.detail)
     response = api_exception_handler(exc, context)
+    if isinstance(exc, exceptions.ValidationError) and response is not None:
+        response.status_code = 422
     if response is None:
         return None
     body = response.data if isinstance(response.data, dict) else {}
@@ -82,6 +86,13 @@ class AlpacaApi(APIView):
 
     def get_exception_handler(self) -> Any:
         return alpaca_exception_handler
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        given = [*map(str, kwargs.values()), *request.query_params.keys()]
+        given += [value for _, values in request.query_params.lists() for value in values]
+        if any("\x00" in text for text in given):
+            raise Unprocessable("the path or a query parameter holds a NUL character")
 
 
 def _account_of(request: Request) -> Account:
@@ -293,6 +304,116 @@ class AssetApi(AlpacaApi):
         if ticker is None:
             raise exceptions.NotFound(f"asset not found for {symbol}")
         return Response(shapes.asset(ticker))
+
+
+# Every type Alpaca documents; those our ledger never has answer an empty list.
+ALPACA_ACTIVITY_TYPES = frozenset(
+    "FILL TRANS MISC ACATC ACATS CFEE CIL CSD CSW DIV DIVCGL DIVCGS DIVFEE DIVFT DIVNRA "
+    "DIVROC DIVTW DIVTXEX DIVWH EXTRD FEE FXTRD INT INTNRA INTPNL INTTW JNL JNLC JNLS MA "
+    "MEM NC OCT OPASN OPCSH OPEXC OPEXP OPTRD OPXRC PTC PTR REORG SC SPIN SPLIT SSO SSP "
+    "SWP VOF WH".split()
+)
+MAX_PAGE_SIZE = 100
+
+
+class DateOrTimeField(serializers.DateTimeField):
+    """Alpaca takes a day (`2026-12-03`, its midnight UTC) or a time."""
+
+    def to_internal_value(self, value: Any) -> datetime:
+        try:
+            day = date.fromisoformat(str(value))
+        except ValueError:
+            return super().to_internal_value(value)
+        return datetime.combine(day, time(), UTC)
+
+
+def _activity_types(text: str) -> set[str]:
+    wanted: set[str] = set()
+    for name in (t.strip().upper() for t in text.split(",") if t.strip()):
+        if name not in ALPACA_ACTIVITY_TYPES:
+            raise Unprocessable(f"invalid activity type: {name}")
+        wanted.update(shapes.ACTIVITY_GROUPS.get(name, (name,)))
+    return wanted
+
+
+def _entries_of_types(types: set[str]) -> Q:
+    """Ledger entries shown as one of `types` (shapes.ACTIVITY_KINDS)."""
+    shown = Q(pk__in=[])
+    for name in types & set(shapes.ACTIVITY_KINDS):
+        of_kind = Q(kind__in=shapes.ACTIVITY_KINDS[name])
+        if name == "JNLC":
+            of_kind &= Q(ticker__isnull=True)
+        elif name == "JNLS":
+            of_kind &= Q(ticker__isnull=False)
+        shown |= of_kind
+    return shown
+
+
+class ActivitiesApi(AlpacaApi):
+    class FilterSerializer(serializers.Serializer):
+        activity_types = serializers.CharField(required=False)
+        category = serializers.ChoiceField(
+            choices=["trade_activity", "non_trade_activity"], required=False
+        )
+        date = DateOrTimeField(required=False)
+        after = DateOrTimeField(required=False)
+        until = DateOrTimeField(required=False)
+        direction = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
+        page_size = serializers.IntegerField(min_value=1, required=False)
+        page_token = serializers.CharField(required=False)
+
+    def get(self, request: Request, activity_type: str | None = None) -> Response:
+        """The account's ledger as Alpaca's activities, newest first unless `direction=asc`;
+        `page_token` is the last activity's id. As at Alpaca, one `date` answers the whole
+        day unless `page_size` says otherwise; else a page is at most 100."""
+        filters = self.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data
+        if activity_type is not None and ("category" in wanted or "activity_types" in wanted):
+            raise Unprocessable("category and activity_types cannot be given with a type")
+        if "date" in wanted and ("after" in wanted or "until" in wanted):
+            raise Unprocessable("date cannot be given with after or until")
+        page_size = wanted.get("page_size", None if "date" in wanted else MAX_PAGE_SIZE)
+        if "date" not in wanted and page_size is not None and page_size > MAX_PAGE_SIZE:
+            raise Unprocessable(f"page_size must be at most {MAX_PAGE_SIZE}")
+        types = set(shapes.ACTIVITY_KINDS)
+        if activity_type is not None or "activity_types" in wanted:
+            types = _activity_types(activity_type or wanted["activity_types"])
+        if wanted.get("category") == "trade_activity":
+            types &= {"FILL"}
+        elif wanted.get("category") == "non_trade_activity":
+            types -= {"FILL"}
+        entries = LedgerEntry.objects.filter(
+            _entries_of_types(types), customer_id=_account_of(request).customer_id
+        )
+        if "date" in wanted:
+            entries = entries.filter(created_at__date=wanted["date"].astimezone(UTC).date())
+        if "after" in wanted:
+            entries = entries.filter(created_at__gt=wanted["after"])
+        if "until" in wanted:
+            entries = entries.filter(created_at__lt=wanted["until"])
+        ascending = wanted["direction"] == "asc"
+        if "page_token" in wanted:
+            last = shapes.entry_id_of(wanted["page_token"])
+            if last is None:
+                raise Unprocessable(f"invalid page_token: {wanted['page_token']}")
+            entries = entries.filter(id__gt=last) if ascending else entries.filter(id__lt=last)
+        ordered = entries.select_related("trade").order_by("id" if ascending else "-id")
+        page = list(ordered[:page_size])
+        paid = dict(
+            LedgerEntry.objects.filter(
+                trade_id__in=[e.trade_id for e in page if e.trade_id is not None],
+                kind__in=(LedgerEntry.Kind.BUY_CASH, LedgerEntry.Kind.SELL_CASH),
+            ).values_list("trade_id", "cash_amount")
+        )
+        return Response(
+            [
+                shapes.activity(entry, entry.trade, paid[entry.trade_id])
+                if entry.trade_id is not None
+                else shapes.activity(entry)
+                for entry in page
+            ]
+        )
 
 
 class ClockApi(AlpacaApi):

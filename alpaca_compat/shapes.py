@@ -7,11 +7,11 @@ account's the customer's id; an asset's is derived from its symbol."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from balances.models import Position
+from balances.models import LedgerEntry, Position
 from trades.models import Ticker, Trade
 
 ASSET_NAMESPACE = uuid.UUID("5b0f2a55-3e8e-4d3c-9a43-5f0c1b7a9e21")
@@ -107,7 +107,11 @@ def position(held: Position) -> dict[str, Any]:
         "market_value": None,
         "unrealized_pl": None,
         "unrealized_plpc": None,
+        "unrealized_intraday_pl": None,
+        "unrealized_intraday_plpc": None,
         "current_price": None,
+        "lastday_price": None,
+        "change_today": None,
     }
 
 
@@ -150,7 +154,21 @@ def account(
         # Without quotes, positions are not valued: equity is the cash alone.
         "equity": str(cash),
         "portfolio_value": str(cash),
+        "last_equity": None,
+        "long_market_value": None,
+        "short_market_value": "0",
+        # A cash account: no margin, no day trading on margin, no options, no fees.
         "multiplier": "1",
+        "daytrading_buying_power": "0",
+        "initial_margin": "0",
+        "maintenance_margin": "0",
+        "last_maintenance_margin": "0",
+        "sma": "0",
+        "daytrade_count": 0,
+        "accrued_fees": "0",
+        "options_buying_power": "0",
+        "options_approved_level": 0,
+        "options_trading_level": 0,
         "shorting_enabled": False,
         "trading_blocked": status in ("trading_blocked", "closed"),
         "transfers_blocked": True,
@@ -158,4 +176,73 @@ def account(
         "trade_suspended_by_user": False,
         "pattern_day_trader": False,
         "created_at": _time(created),
+    }
+
+
+# Our ledger's kinds as Alpaca's activity types. A fill is one FILL (its share entry; the
+# cash entry is its price × qty); a reversal is a journal entry of cash or of shares.
+ACTIVITY_KINDS = {
+    "FILL": (LedgerEntry.Kind.BUY_SHARES, LedgerEntry.Kind.SELL_SHARES),
+    "CSD": (LedgerEntry.Kind.DEPOSIT,),
+    "CSW": (LedgerEntry.Kind.WITHDRAWAL,),
+    "ACATS": (LedgerEntry.Kind.SHARES_IN, LedgerEntry.Kind.SHARES_OUT),
+    "JNLC": (LedgerEntry.Kind.REVERSAL,),
+    "JNLS": (LedgerEntry.Kind.REVERSAL,),
+}
+# Alpaca's groups of types.
+ACTIVITY_GROUPS = {"TRANS": ("CSD", "CSW"), "MISC": ("ACATS", "JNLC", "JNLS")}
+
+
+def activity_type(entry: LedgerEntry) -> str:
+    if entry.kind == LedgerEntry.Kind.REVERSAL:
+        return "JNLC" if entry.ticker is None else "JNLS"
+    return next(name for name, kinds in ACTIVITY_KINDS.items() if entry.kind in kinds)
+
+
+def activity_id(entry: LedgerEntry) -> str:
+    """Alpaca's `<time to the millisecond>::<uuid>`; the uuid's number is the entry's id."""
+    stamp = entry.created_at.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")[:17]
+    return f"{stamp}::{uuid.UUID(int=entry.id)}"
+
+
+def entry_id_of(activity: str) -> int | None:
+    """The ledger entry id of an activity id, or None if it is not one of ours."""
+    _, sep, tail = activity.partition("::")
+    return trade_id_of(tail) if sep else None
+
+
+def activity(
+    entry: LedgerEntry, trade: Trade | None = None, cash: Decimal | None = None
+) -> dict[str, Any]:
+    """A fill's share entry as a FILL, with `cash` (its cash entry's amount) as
+    `net_amount`, not Alpaca's: price × qty rounded to the cent, in the broker's favour."""
+    common = {
+        "id": activity_id(entry),
+        "account_id": str(uuid.UUID(int=entry.customer_id)),
+        "activity_type": activity_type(entry),
+    }
+    if trade is not None:
+        quantity = str(abs(entry.share_quantity or 0))
+        return common | {
+            "transaction_time": _time(entry.created_at),
+            "type": "fill",
+            "price": str(trade.fill_price),
+            "qty": quantity,
+            "side": trade.side,
+            "symbol": trade.ticker_id,
+            "leaves_qty": "0",
+            "order_id": order_id(trade.id),
+            "cum_qty": quantity,
+            "order_status": "filled",
+            "net_amount": str(cash),
+        }
+    return common | {
+        "date": entry.created_at.astimezone(UTC).date().isoformat(),
+        "net_amount": str(entry.cash_amount or 0),
+        "description": entry.get_kind_display(),
+        "status": "executed",
+        "symbol": entry.ticker,
+        "qty": None if entry.share_quantity is None else str(entry.share_quantity),
+        "price": None,
+        "per_share_amount": None,
     }

@@ -4,6 +4,12 @@ from alpaca_compat import apis
 
 urlpatterns = [
     path("account", apis.AccountApi.as_view(), name="alpaca-account"),
+    path("account/activities", apis.ActivitiesApi.as_view(), name="alpaca-activities"),
+    path(
+        "account/activities/<str:activity_type>",
+        apis.ActivitiesApi.as_view(),
+        name="alpaca-activities-of-type",
+    ),
     path("orders", apis.OrdersApi.as_view(), name="alpaca-orders"),
     path(
         "orders:by_client_order_id", apis.OrderByClientIdApi.as_view(), name="alpaca-order-by-key"

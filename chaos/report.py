@@ -160,17 +160,26 @@ def _orders(probe: Probe, traffic: Traffic, out: Outcome) -> None:
         for order in traffic.orders
         if order.cancel == "cancelled" and by_id.get(order.trade_id, (0,) * 4)[3] != "cancelled"
     ]
+    apis_of: dict[int, set[str]] = defaultdict(set)
+    for order in traffic.orders:
+        if order.outcome == "accepted":
+            apis_of[order.customer_id].add(order.api)
+    both = sum(apis == {"v1", "v2"} for apis in apis_of.values())
     c = traffic.counters
     out.lines += [
+        f"customers with orders through both /api/v1/ and /v2/: {both} of {len(apis_of)}",
         f"orders sent: {len(traffic.orders)} ({dict(outcomes)}); HTTP requests "
         f"{c['requests']}, connection errors {c['connection_errors']}, timeouts "
         f"{c['timeouts']}, 5xx {sum(v for k, v in c.items() if k.startswith('server_errors'))}, "
         f"429 {c['rate_limited']}; slowest answer {traffic.max_latency:.2f}s",
-        f"answers: 201 {c['created']}, 200 replay after a lost answer {c['replayed']}, "
+        f"answers on /api/v1/: 201 {c['created']}, 200 replay after a lost answer "
+        f"{c['replayed']}; "
+        f"placed through Alpaca's /v2/ (200 either way) {c['placed_v2']}; "
         f"refused {sum(v for k, v in c.items() if k.startswith('refused_'))}",
         f"deliberate replays: same trade {c['replays_same_trade']}, new trade "
         f"{c['replays_new_trade']}; cancels: {c['cancel_cancelled']} cancelled, "
-        f"{c['cancel_not_cancellable']} too late (409), {c['cancel_unanswered']} unanswered",
+        f"{c['cancel_not_cancellable']} too late (409 or /v2/'s 422), "
+        f"{c['cancel_unanswered']} unanswered",
         f"accepted trades by final status: {dict(sorted(statuses.items()))}",
     ]
     if missing:
@@ -185,7 +194,9 @@ def _orders(probe: Probe, traffic: Traffic, out: Outcome) -> None:
             "answered with the original trade"
         )
     if cancelled_mismatch:
-        out.findings.append(f"cancel answered 200 but trade not cancelled: {cancelled_mismatch}")
+        out.findings.append(
+            f"cancel answered 200 (/v2/: 204) but trade not cancelled: {cancelled_mismatch}"
+        )
     refused = [o for o in traffic.orders if o.outcome == "refused"]
     if refused:
         out.findings.append(

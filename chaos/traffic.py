@@ -1,12 +1,15 @@
 """Customers and their traffic: client threads placing market orders over HTTP the way a
 real client does (idempotency keys, retries with the same key, patience while the web is
-down), with some orders that must be rejected, some cancels and some deliberate replays."""
+down), with some orders that must be rejected, some cancels and some deliberate replays.
+Each order goes through /api/v1/ or, for a share of them, Alpaca's /v2/: one customer's
+orders mix both, and must still reach the exchange as one sequence."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,6 +22,8 @@ TICKERS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM")
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 10.0
 MAX_BACKOFF = 2.0
+# The share of orders placed (and then replayed or cancelled) through Alpaca's /v2/.
+V2_SHARE = 0.3
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Order:
     detail: str = ""
     attempts: int = 0
     cancel: str | None = None  # cancelled | not_cancellable | unanswered
+    api: str = "v1"  # v1 (/api/v1/) or v2 (Alpaca's /v2/)
 
 
 @dataclass
@@ -181,23 +187,22 @@ class Client(threading.Thread):
             ticker=ticker,
             side=side,
             quantity=quantity,
+            api="v2" if self.rng.random() < V2_SHARE else "v1",
         )
         self.traffic.record(order)
-        body = {
-            "ticker": ticker,
-            "side": side,
-            "quantity": quantity,
-            "client_order_id": order.key,
-        }
-        response = self._send(order, customer, "POST", "/api/v1/trades/", body)
+        body = _placement(order)
+        response = self._send(order, customer, "POST", PLACE_PATH[order.api], body)
         if response is None:
             order.outcome = "unanswered"
             return
         order.status_code = response.status_code
         if response.status_code in (200, 201):
             order.outcome = "accepted"
-            order.trade_id = response.json()["id"]
-            self.traffic.count("created" if response.status_code == 201 else "replayed")
+            order.trade_id = _trade_id(order, response)
+            if order.api == "v2":
+                self.traffic.count("placed_v2")  # Alpaca's API answers 200 either way
+            else:
+                self.traffic.count("created" if response.status_code == 201 else "replayed")
         else:
             order.outcome = "refused"
             order.detail = response.text[:200]
@@ -210,22 +215,27 @@ class Client(threading.Thread):
 
     def _replay(self, order: Order, customer: Customer, body: dict) -> None:
         """Send the same order again on purpose: it must come back as the same trade."""
-        response = self._send(order, customer, "POST", "/api/v1/trades/", body)
+        response = self._send(order, customer, "POST", PLACE_PATH[order.api], body)
         if response is None:
             return
-        same = response.status_code == 200 and response.json().get("id") == order.trade_id
+        same = response.status_code == 200 and _trade_id(order, response) == order.trade_id
         self.traffic.count("replays_same_trade" if same else "replays_new_trade")
         if not same:
             order.detail = f"replay answered {response.status_code}: {response.text[:150]}"
 
     def _cancel(self, order: Order, customer: Customer) -> None:
-        path = f"/api/v1/trades/{order.trade_id}/cancel/"
-        response = self._send(order, customer, "POST", path, None)
+        assert order.trade_id is not None
+        if order.api == "v2":
+            path = f"/v2/orders/{uuid.UUID(int=order.trade_id)}"
+            response = self._send(order, customer, "DELETE", path, None)
+        else:
+            path = f"/api/v1/trades/{order.trade_id}/cancel/"
+            response = self._send(order, customer, "POST", path, None)
         if response is None:
             order.cancel = "unanswered"
-        elif response.status_code == 200:
+        elif response.status_code in (200, 204):
             order.cancel = "cancelled"
-        elif response.status_code == 409:
+        elif response.status_code in (409, 422):
             order.cancel = "not_cancellable"
         else:
             order.cancel = f"status {response.status_code}"
@@ -238,6 +248,11 @@ class Client(threading.Thread):
         or until the soak gives up; a retry of a placement carries the same key."""
         backoff = 0.1
         headers = {"Authorization": f"Token {customer.token}"}
+        if order.api == "v2":
+            headers = {
+                "APCA-API-KEY-ID": customer.token[:12],
+                "APCA-API-SECRET-KEY": customer.token,
+            }
         while not self.traffic.give_up.is_set():
             order.attempts += 1
             self.traffic.count("requests")
@@ -269,6 +284,36 @@ class Client(threading.Thread):
             self.traffic.give_up.wait(wait * (0.5 + self.rng.random()))
             backoff = min(backoff * 2, MAX_BACKOFF)
         return None
+
+
+PLACE_PATH = {"v1": "/api/v1/trades/", "v2": "/v2/orders"}
+
+
+def _placement(order: Order) -> dict:
+    """The order's body in its API's shape; a retry or replay sends it again unchanged."""
+    if order.api == "v2":
+        return {
+            "symbol": order.ticker,
+            "qty": str(order.quantity),
+            "side": order.side,
+            "type": "market",
+            "time_in_force": "day",
+            "client_order_id": order.key,
+        }
+    return {
+        "ticker": order.ticker,
+        "side": order.side,
+        "quantity": order.quantity,
+        "client_order_id": order.key,
+    }
+
+
+def _trade_id(order: Order, response: requests.Response) -> int | None:
+    """The trade id of a placement's answer (Alpaca's order id is a UUID of it)."""
+    value = response.json().get("id")
+    if order.api == "v2" and isinstance(value, str):
+        return uuid.UUID(value).int
+    return value if isinstance(value, int) else None
 
 
 def start_clients(

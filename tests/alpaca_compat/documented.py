@@ -1,0 +1,156 @@
+"""The fields of each object in Alpaca's Trading API v2 reference (docs.alpaca.markets,
+and the responses alpaca-py's own tests are written against), each with an example value
+of the JSON type Alpaca sends. Values are illustrative; the keys and types are Alpaca's."""
+
+ORDER = {
+    "id": "61e69015-8549-4bfd-b9c3-01e75843f47d",
+    "client_order_id": "eb9e2aaa-f71a-4f51-b5b4-52a6c565dad4",
+    "created_at": "2021-03-16T18:38:01.942282Z",
+    "updated_at": "2021-03-16T18:38:01.942282Z",
+    "submitted_at": "2021-03-16T18:38:01.937734Z",
+    "filled_at": None,
+    "expired_at": None,
+    "canceled_at": None,
+    "failed_at": None,
+    "replaced_at": None,
+    "replaced_by": None,
+    "replaces": None,
+    "asset_id": "904837e3-3b76-47ec-b432-046db621571b",
+    "symbol": "AAPL",
+    "asset_class": "us_equity",
+    "notional": None,
+    "qty": "1",
+    "filled_qty": "0",
+    "filled_avg_price": None,
+    "order_class": "simple",
+    "order_type": "market",
+    "type": "market",
+    "side": "buy",
+    "time_in_force": "day",
+    "limit_price": None,
+    "stop_price": None,
+    "status": "accepted",
+    "extended_hours": False,
+    "legs": None,
+    "trail_percent": None,
+    "trail_price": None,
+    "hwm": None,
+}
+
+ACCOUNT = {
+    "account_blocked": False,
+    "accrued_fees": "0",
+    "account_number": "010203ABCD",
+    "buying_power": "262113.632",
+    "cash": "-23140.2",
+    "created_at": "2019-06-12T22:47:07.99658Z",
+    "currency": "USD",
+    "daytrade_count": 0,
+    "daytrading_buying_power": "262113.632",
+    "equity": "103820.56",
+    "id": "e6fe16f3-64a4-4921-8928-cadf02f92f98",
+    "initial_margin": "63480.38",
+    "last_equity": "103529.24",
+    "last_maintenance_margin": "38000.832",
+    "non_marginable_buying_power": "98945.02",
+    "long_market_value": "126960.76",
+    "maintenance_margin": "38088.228",
+    "multiplier": "4",
+    "pattern_day_trader": False,
+    "portfolio_value": "103820.56",
+    "regt_buying_power": "80680.36",
+    "short_market_value": "0",
+    "shorting_enabled": True,
+    "sma": "0",
+    "status": "ACTIVE",
+    "trade_suspended_by_user": False,
+    "trading_blocked": False,
+    "transfers_blocked": False,
+    "options_buying_power": "262113.632",
+    "options_approved_level": 1,
+    "options_trading_level": 1,
+}
+
+POSITION = {
+    "asset_id": "904837e3-3b76-47ec-b432-046db621571b",
+    "symbol": "AAPL",
+    "exchange": "NASDAQ",
+    "asset_class": "us_equity",
+    "avg_entry_price": "100.0",
+    "qty": "5",
+    "qty_available": "4",
+    "side": "long",
+    "market_value": "600.0",
+    "cost_basis": "500.0",
+    "unrealized_pl": "100.0",
+    "unrealized_plpc": "0.20",
+    "unrealized_intraday_pl": "10.0",
+    "unrealized_intraday_plpc": "0.0084",
+    "current_price": "120.0",
+    "lastday_price": "119.0",
+    "change_today": "0.0084",
+}
+
+ASSET = {
+    "id": "904837e3-3b76-47ec-b432-046db621571b",
+    "class": "us_equity",
+    "exchange": "NASDAQ",
+    "symbol": "AAPL",
+    "name": "Apple Inc. Common Stock",
+    "status": "active",
+    "tradable": True,
+    "marginable": True,
+    "shortable": True,
+    "easy_to_borrow": True,
+    "fractionable": True,
+}
+
+CLOCK = {
+    "timestamp": "2026-12-03T10:30:00.000Z",
+    "is_open": True,
+    "next_open": "2026-12-04T14:30:00Z",
+    "next_close": "2026-12-03T21:00:00Z",
+}
+
+TRADE_ACTIVITY = {
+    "id": "20220304095318500::092cd749-b783-49cb-a36e-4d8666be201f",
+    "account_id": "6e8cb861-e8b9-4278-8ed2-c8452535a165",
+    "activity_type": "FILL",
+    "transaction_time": "2022-03-04T14:53:18.500245Z",
+    "type": "fill",
+    "price": "2630.95",
+    "qty": "9",
+    "side": "buy",
+    "symbol": "GOOGL",
+    "leaves_qty": "0",
+    "order_id": "b677e464-c2d0-4fdd-a4b1-8830b386aa50",
+    "cum_qty": "9",
+    "order_status": "filled",
+}
+
+NON_TRADE_ACTIVITY = {
+    "id": "20220419000000000::fd84741b-59c5-4ddd-a303-69f70eb7753f",
+    "account_id": "aba134b6-217d-4fd2-b460-e3c80bbfb9b4",
+    "activity_type": "CSD",
+    "date": "2022-04-19",
+    "net_amount": "33324.35",
+    "description": "",
+    "status": "executed",
+}
+
+ERROR = {"code": 40010001, "message": "invalid activity type: FFFFF"}
+
+# What this broker cannot know without quotes, or has no meaning here: null where Alpaca
+# has a value (docs/alpaca.md).
+UNKNOWN_HERE = {
+    "last_equity",
+    "long_market_value",
+    "market_value",
+    "unrealized_pl",
+    "unrealized_plpc",
+    "unrealized_intraday_pl",
+    "unrealized_intraday_plpc",
+    "current_price",
+    "lastday_price",
+    "change_today",
+}
