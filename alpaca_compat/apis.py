@@ -4,7 +4,7 @@ and why, is in docs/alpaca.md."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alpaca_compat import shapes
+from alpaca_compat import clock, shapes
 from api_keys.models import PREFIX_LENGTH
 from balances.models import Account, LedgerEntry, Position
 from balances.services import NoAccount
@@ -418,13 +418,5 @@ class ActivitiesApi(AlpacaApi):
 
 class ClockApi(AlpacaApi):
     def get(self, request: Request) -> Response:
-        """The exchange keeps no hours: always open."""
-        now = datetime.now(UTC)
-        return Response(
-            {
-                "timestamp": now.isoformat(),
-                "is_open": True,
-                "next_open": now.isoformat(),
-                "next_close": (now + timedelta(days=1)).isoformat(),
-            }
-        )
+        """The exchange's hours (settings.EXCHANGE_MARKET_HOURS), or always open."""
+        return Response(clock.clock(datetime.now(UTC), clock.market_hours()))

@@ -311,6 +311,10 @@ PRICE_COLLAR = Decimal(env.str("PRICE_COLLAR", default="0.05"))
 EXCHANGE_URL = env("EXCHANGE_URL", default="http://127.0.0.1:9000")
 EXCHANGE_CONNECT_TIMEOUT = env.float("EXCHANGE_CONNECT_TIMEOUT", default=1.0)
 EXCHANGE_READ_TIMEOUT = env.float("EXCHANGE_READ_TIMEOUT", default=3.0)
+# The exchange's daily trading window, "HH:MM-HH:MM" UTC (it may span midnight), as the
+# exchange is configured; empty for always open. Only /v2/clock reads it: the exchange
+# itself refuses orders outside its hours.
+EXCHANGE_MARKET_HOURS = env.str("EXCHANGE_MARKET_HOURS", default="")
 # Where the exchange calls us back: the callback receiver (settings.callbacks), or any web
 # process, which serves the callback too.
 CALLBACK_URL = env("CALLBACK_URL", default="http://127.0.0.1:8000/exchange/callback/")
