@@ -35,6 +35,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--load-processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--rate", type=float, default=100, help="open-loop trades/s")
     parser.add_argument(
+        "--api",
+        choices=["v1", "v2"],
+        default="v1",
+        help="place through /api/v1/trades/ or Alpaca's /v2/orders",
+    )
+    parser.add_argument(
         "--latency-duration", type=float, default=20, help="seconds of the open-loop phase"
     )
     parser.add_argument(
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(LOGS, ignore_errors=True)
     LOGS.mkdir()
     url = phases.prepare_database(args)
-    results: dict = {"proxy": args.proxy}
+    results: dict = {"proxy": args.proxy, "api": args.api}
     with psycopg.connect(url, autocommit=True, application_name="bench") as conn:
         db = Db(conn)
         machine = phases.machine_info(db)

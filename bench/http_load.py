@@ -1,4 +1,5 @@
-"""Load through the HTTP API: POST /api/v1/trades/ from many customers at once.
+"""Load through the HTTP API: POST /api/v1/trades/ (or, with api="v2", Alpaca's
+/v2/orders) from many customers at once.
 
 Cheap on CPU because it shares the machine with what it measures: stdlib http.client,
 one connection per thread, tens of threads per process, a few processes (the GIL).
@@ -21,11 +22,12 @@ import multiprocessing
 import random
 import threading
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-PATH = "/api/v1/trades/"
+PATH = {"v1": "/api/v1/trades/", "v2": "/v2/orders"}
 # Open loop: enough threads per process that a slow answer does not hold up the next.
 OPEN_LOOP_THREADS = 32
 # An open loop stops sending this long after its end: a system far behind its schedule
@@ -46,9 +48,10 @@ class Customer:
 class Sample:
     """One request: wall-clock start (time.time()), the time it was due (open loop; the
     start otherwise), seconds until the response was read, HTTP status (0: no answer) and
-    the trade id of a 201. Status NOT_SENT: due, but given up on (the system fell so far
-    behind that the request was still not sent GRACE seconds after the phase ended); its
-    latency is how long it had waited then, a lower bound."""
+    the trade id of a 201. /v2/ answers a placement 200, new or replayed; every key here is
+    new, so its 200 is counted as the 201 it is. Status NOT_SENT: due, but given up on
+    (the system fell so far behind that the request was still not sent GRACE seconds after
+    the phase ended); its latency is how long it had waited then, a lower bound."""
 
     started: float
     due: float
@@ -57,25 +60,37 @@ class Sample:
     trade_id: int
 
 
-def _post(conn: http.client.HTTPConnection, customer: Customer, body: bytes) -> tuple[int, int]:
-    conn.request(
-        "POST",
-        PATH,
-        body=body,
-        headers={"Authorization": f"Token {customer.token}", "Content-Type": "application/json"},
-    )
+def _post(
+    conn: http.client.HTTPConnection, customer: Customer, body: bytes, api: str
+) -> tuple[int, int]:
+    headers = {"Authorization": f"Token {customer.token}", "Content-Type": "application/json"}
+    if api == "v2":
+        headers = {
+            "APCA-API-KEY-ID": customer.token[:12],
+            "APCA-API-SECRET-KEY": customer.token,
+            "Content-Type": "application/json",
+        }
+    conn.request("POST", PATH[api], body=body, headers=headers)
     response = conn.getresponse()
     data = response.read()
-    trade_id = json.loads(data)["id"] if response.status == 201 else 0
-    return response.status, trade_id
+    status = 201 if api == "v2" and response.status == 200 else response.status
+    if status != 201:
+        return status, 0
+    trade_id = json.loads(data)["id"]
+    return status, uuid.UUID(trade_id).int if api == "v2" else trade_id
 
 
-def _body(customer: Customer, rng: random.Random, tickers: list[str], key: str) -> bytes:
+def _body(customer: Customer, rng: random.Random, tickers: list[str], key: str, api: str) -> bytes:
     if customer.sell_ticker and rng.randrange(SELL_EVERY) == 0:
-        order = {"ticker": customer.sell_ticker, "side": "sell", "quantity": 1}
+        ticker, side = customer.sell_ticker, "sell"
     else:
-        order = {"ticker": rng.choice(tickers), "side": "buy", "quantity": 1}
-    return json.dumps({**order, "client_order_id": key}).encode()
+        ticker, side = rng.choice(tickers), "buy"
+    if api == "v2":
+        order = {"symbol": ticker, "side": side, "qty": "1", "type": "market"}
+        return json.dumps({**order, "time_in_force": "day", "client_order_id": key}).encode()
+    return json.dumps(
+        {"ticker": ticker, "side": side, "quantity": 1, "client_order_id": key}
+    ).encode()
 
 
 def _drive(
@@ -89,6 +104,7 @@ def _drive(
     offset: int,
     stride: int,
     tag: str,
+    api: str,
 ) -> list[Sample]:
     """One process: `threads` threads between `begin` and `end` (wall clock). Closed loop
     if `rate` is None; else request k of the global schedule is due at begin + k / rate
@@ -122,11 +138,11 @@ def _drive(
                 continue
             time.sleep(max(0.0, due - time.time()))
             customer = mine[n % len(mine)]
-            body = _body(customer, rng, tickers, f"{tag}-{index}-{n}")
+            body = _body(customer, rng, tickers, f"{tag}-{index}-{n}", api)
             n += 1
             started = time.time()
             try:
-                status, trade_id = _post(conn, customer, body)
+                status, trade_id = _post(conn, customer, body, api)
             except (OSError, http.client.HTTPException):
                 conn.close()
                 status, trade_id = 0, 0
@@ -159,6 +175,7 @@ class LoadRun:
         rate: float | None = None,
         tag: str,
         start_in: float = 1.5,
+        api: str = "v1",
     ) -> None:
         if len(customers) < processes * threads:
             raise ValueError(f"{processes * threads} clients need as many customers at least")
@@ -179,6 +196,7 @@ class LoadRun:
                 p,
                 processes,
                 f"{tag}{p}",
+                api,
             )
             for p in range(processes)
         ]

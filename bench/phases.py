@@ -305,6 +305,7 @@ def open_loop(
         seconds=seconds,
         rate=args.rate,
         tag=f"{tag}{secrets.token_hex(3)}-",
+        api=args.api,
     )
 
 
@@ -437,6 +438,7 @@ def measure_web_variant(
             threads=web_ceiling_threads(args),
             seconds=1 + args.ceiling_seconds,
             tag=f"w{secrets.token_hex(3)}-",
+            api=args.api,
         )
         window = (run.begin + 1, run.end)
         snapshots = watch(db, run, db.max_trade_id(), {"begin": window[0], "end": window[1]})
@@ -498,6 +500,7 @@ def measure_throughput(
         threads=max(1, args.clients // args.load_processes),
         seconds=args.warmup + args.duration,
         tag=f"t{secrets.token_hex(3)}-",
+        api=args.api,
     )
     window = (run.begin + args.warmup, run.end)
     seconds = window[1] - window[0]

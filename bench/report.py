@@ -208,7 +208,10 @@ def throughput_json(t: Throughput) -> dict:
 
 
 def latency_header(args: argparse.Namespace) -> None:
-    say(f"(b) latency: open loop at {args.rate:.0f} trades/s for {args.latency_duration:.0f} s")
+    say(
+        f"(b) latency: open loop at {args.rate:.0f} trades/s for {args.latency_duration:.0f} s"
+        f" through {'/v2/orders' if args.api == 'v2' else '/api/v1/trades/'}"
+    )
 
 
 def print_latency(args: argparse.Namespace, lat: Latency) -> None:
