@@ -9,16 +9,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Q
 from rest_framework import exceptions, serializers, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alpaca_compat import clock, shapes
+from alpaca_compat import activities, clock, shapes
 from api_keys.models import PREFIX_LENGTH
-from balances.models import Account, LedgerEntry, Position
+from balances.models import Account, Position
 from balances.services import NoAccount
 from brokerage.api import customer_id_of
 from brokerage.auth import ThrottledTokenAuthentication
@@ -64,10 +63,10 @@ def alpaca_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, Conflict) and exc.code == "client_order_id_reused":
         exc = Unprocessable(exc.detail)
     response = api_exception_handler(exc, context)
-    if isinstance(exc, exceptions.ValidationError) and response is not None:
-        response.status_code = 422
     if response is None:
         return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.status_code = 422
     body = response.data if isinstance(response.data, dict) else {}
     message = body.get("detail", "")
     if "fields" in body:
@@ -306,13 +305,6 @@ class AssetApi(AlpacaApi):
         return Response(shapes.asset(ticker))
 
 
-# Every type Alpaca documents; those our ledger never has answer an empty list.
-ALPACA_ACTIVITY_TYPES = frozenset(
-    "FILL TRANS MISC ACATC ACATS CFEE CIL CSD CSW DIV DIVCGL DIVCGS DIVFEE DIVFT DIVNRA "
-    "DIVROC DIVTW DIVTXEX DIVWH EXTRD FEE FXTRD INT INTNRA INTPNL INTTW JNL JNLC JNLS MA "
-    "MEM NC OCT OPASN OPCSH OPEXC OPEXP OPTRD OPXRC PTC PTR REORG SC SPIN SPLIT SSO SSP "
-    "SWP VOF WH".split()
-)
 MAX_PAGE_SIZE = 100
 
 
@@ -325,28 +317,6 @@ class DateOrTimeField(serializers.DateTimeField):
         except ValueError:
             return super().to_internal_value(value)
         return datetime.combine(day, time(), UTC)
-
-
-def _activity_types(text: str) -> set[str]:
-    wanted: set[str] = set()
-    for name in (t.strip().upper() for t in text.split(",") if t.strip()):
-        if name not in ALPACA_ACTIVITY_TYPES:
-            raise Unprocessable(f"invalid activity type: {name}")
-        wanted.update(shapes.ACTIVITY_GROUPS.get(name, (name,)))
-    return wanted
-
-
-def _entries_of_types(types: set[str]) -> Q:
-    """Ledger entries shown as one of `types` (shapes.ACTIVITY_KINDS)."""
-    shown = Q(pk__in=[])
-    for name in types & set(shapes.ACTIVITY_KINDS):
-        of_kind = Q(kind__in=shapes.ACTIVITY_KINDS[name])
-        if name == "JNLC":
-            of_kind &= Q(ticker__isnull=True)
-        elif name == "JNLS":
-            of_kind &= Q(ticker__isnull=False)
-        shown |= of_kind
-    return shown
 
 
 class ActivitiesApi(AlpacaApi):
@@ -362,6 +332,22 @@ class ActivitiesApi(AlpacaApi):
         page_size = serializers.IntegerField(min_value=1, required=False)
         page_token = serializers.CharField(required=False)
 
+        def validate_page_token(self, token: str) -> int:
+            """The entry id in the last activity's id."""
+            entry_id = shapes.entry_id_of(token)
+            if entry_id is None:
+                raise serializers.ValidationError(f"invalid page_token: {token}")
+            return entry_id
+
+        def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+            if "date" in data and ("after" in data or "until" in data):
+                raise serializers.ValidationError("date cannot be given with after or until")
+            if "date" not in data:
+                data.setdefault("page_size", MAX_PAGE_SIZE)
+                if data["page_size"] > MAX_PAGE_SIZE:
+                    raise serializers.ValidationError(f"page_size must be at most {MAX_PAGE_SIZE}")
+            return data
+
     def get(self, request: Request, activity_type: str | None = None) -> Response:
         """The account's ledger as Alpaca's activities, newest first unless `direction=asc`;
         `page_token` is the last activity's id. As at Alpaca, one `date` answers the whole
@@ -371,48 +357,27 @@ class ActivitiesApi(AlpacaApi):
         wanted = filters.validated_data
         if activity_type is not None and ("category" in wanted or "activity_types" in wanted):
             raise Unprocessable("category and activity_types cannot be given with a type")
-        if "date" in wanted and ("after" in wanted or "until" in wanted):
-            raise Unprocessable("date cannot be given with after or until")
-        page_size = wanted.get("page_size", None if "date" in wanted else MAX_PAGE_SIZE)
-        if "date" not in wanted and page_size is not None and page_size > MAX_PAGE_SIZE:
-            raise Unprocessable(f"page_size must be at most {MAX_PAGE_SIZE}")
-        types = set(shapes.ACTIVITY_KINDS)
+        types = set(activities.ENTRIES_OF_TYPE)
         if activity_type is not None or "activity_types" in wanted:
-            types = _activity_types(activity_type or wanted["activity_types"])
+            try:
+                types = activities.activity_types_named(activity_type or wanted["activity_types"])
+            except activities.UnknownActivityType as unknown:
+                raise Unprocessable(f"invalid activity type: {unknown}") from None
         if wanted.get("category") == "trade_activity":
             types &= {"FILL"}
         elif wanted.get("category") == "non_trade_activity":
             types -= {"FILL"}
-        entries = LedgerEntry.objects.filter(
-            _entries_of_types(types), customer_id=_account_of(request).customer_id
-        )
-        if "date" in wanted:
-            entries = entries.filter(created_at__date=wanted["date"].astimezone(UTC).date())
-        if "after" in wanted:
-            entries = entries.filter(created_at__gt=wanted["after"])
-        if "until" in wanted:
-            entries = entries.filter(created_at__lt=wanted["until"])
-        ascending = wanted["direction"] == "asc"
-        if "page_token" in wanted:
-            last = shapes.entry_id_of(wanted["page_token"])
-            if last is None:
-                raise Unprocessable(f"invalid page_token: {wanted['page_token']}")
-            entries = entries.filter(id__gt=last) if ascending else entries.filter(id__lt=last)
-        ordered = entries.select_related("trade").order_by("id" if ascending else "-id")
-        page = list(ordered[:page_size])
-        paid = dict(
-            LedgerEntry.objects.filter(
-                trade_id__in=[e.trade_id for e in page if e.trade_id is not None],
-                kind__in=(LedgerEntry.Kind.BUY_CASH, LedgerEntry.Kind.SELL_CASH),
-            ).values_list("trade_id", "cash_amount")
-        )
         return Response(
-            [
-                shapes.activity(entry, entry.trade, paid[entry.trade_id])
-                if entry.trade_id is not None
-                else shapes.activity(entry)
-                for entry in page
-            ]
+            activities.activities_page(
+                customer_id=_account_of(request).customer_id,
+                types=types,
+                day=wanted["date"].astimezone(UTC).date() if "date" in wanted else None,
+                after=wanted.get("after"),
+                until=wanted.get("until"),
+                ascending=wanted["direction"] == "asc",
+                after_entry=wanted.get("page_token"),
+                limit=wanted.get("page_size"),
+            )
         )
 
 

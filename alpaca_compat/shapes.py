@@ -179,24 +179,22 @@ def account(
     }
 
 
-# Our ledger's kinds as Alpaca's activity types. A fill is one FILL (its share entry; the
-# cash entry is its price × qty); a reversal is a journal entry of cash or of shares.
-ACTIVITY_KINDS = {
-    "FILL": (LedgerEntry.Kind.BUY_SHARES, LedgerEntry.Kind.SELL_SHARES),
-    "CSD": (LedgerEntry.Kind.DEPOSIT,),
-    "CSW": (LedgerEntry.Kind.WITHDRAWAL,),
-    "ACATS": (LedgerEntry.Kind.SHARES_IN, LedgerEntry.Kind.SHARES_OUT),
-    "JNLC": (LedgerEntry.Kind.REVERSAL,),
-    "JNLS": (LedgerEntry.Kind.REVERSAL,),
+# Our ledger's kinds as Alpaca's activity types (alpaca_compat.activities, the other
+# way); a reversal is a journal entry of cash or of shares.
+ACTIVITY_TYPE = {
+    LedgerEntry.Kind.BUY_SHARES: "FILL",
+    LedgerEntry.Kind.SELL_SHARES: "FILL",
+    LedgerEntry.Kind.DEPOSIT: "CSD",
+    LedgerEntry.Kind.WITHDRAWAL: "CSW",
+    LedgerEntry.Kind.SHARES_IN: "ACATS",
+    LedgerEntry.Kind.SHARES_OUT: "ACATS",
 }
-# Alpaca's groups of types.
-ACTIVITY_GROUPS = {"TRANS": ("CSD", "CSW"), "MISC": ("ACATS", "JNLC", "JNLS")}
 
 
 def activity_type(entry: LedgerEntry) -> str:
     if entry.kind == LedgerEntry.Kind.REVERSAL:
         return "JNLC" if entry.ticker is None else "JNLS"
-    return next(name for name, kinds in ACTIVITY_KINDS.items() if entry.kind in kinds)
+    return ACTIVITY_TYPE[LedgerEntry.Kind(entry.kind)]
 
 
 def activity_id(entry: LedgerEntry) -> str:

@@ -15,7 +15,7 @@ from alpaca.trading.requests import GetOrdersRequest
 
 from devtools.stack import wait_for
 from tests.factories import create_customer
-from tests.processes.test_alpaca_sdk import market, ours
+from tests.processes.test_alpaca_sdk import market, ours, start_all_but_the_worker
 from tests.processes.test_execution_processes import assert_audit_passes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
@@ -33,10 +33,7 @@ def documented_order(qty: str, side: str = "buy", **extra) -> dict:
 
 
 def test_plain_http_and_the_sdk_get_the_same_answers(stack):
-    stack.start_exchange("--fill-delay-ms", "1,20")
-    stack.start_web()
-    stack.start_callbacks()
-    stack.start_proxy()
+    start_all_but_the_worker(stack)
     customer = create_customer(cash="50000.00", positions={"AAPL": 4})
     http = requests.Session()
     http.headers.update(

@@ -42,11 +42,16 @@ def ours(stack: Stack, token: str, path: str) -> dict:
     return response.json()
 
 
-def test_the_alpaca_sdk_trades_through_v2_and_agrees_with_our_api(stack):
+def start_all_but_the_worker(stack: Stack) -> None:
+    """Orders wait, accepted and cancellable, until the test starts a worker."""
     stack.start_exchange("--fill-delay-ms", "1,20")
     stack.start_web()
     stack.start_callbacks()
     stack.start_proxy()
+
+
+def test_the_alpaca_sdk_trades_through_v2_and_agrees_with_our_api(stack):
+    start_all_but_the_worker(stack)
     customer = create_customer(cash="100000.00", positions={"AAPL": 5})
     client = TradingClient(
         customer.token[:12], customer.token, paper=True, url_override=stack.web_url

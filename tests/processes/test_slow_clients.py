@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,7 +18,7 @@ import requests
 from django.conf import settings
 
 from devtools import proxy
-from devtools.stack import Stack, database_url, wait_for
+from devtools.stack import Stack, wait_for
 from tests.factories import callback_body, create_customer, signed_headers
 from trades.models import Trade
 
@@ -78,25 +77,16 @@ class SlowClient:
 
 
 @pytest.fixture
-def stack(transactional_db, tmp_path) -> Iterator[Stack]:
+def stack(stack: Stack) -> Stack:
+    """The shared proxied stack (tests/processes/conftest.py), started with few workers."""
     if proxy.nginx_binary() is None:
         pytest.fail(f"nginx is not installed: {proxy.INSTALL_HINT} (make test does it)")
-    stack = Stack(
-        tmp_path,
-        database_url=database_url(),
-        shard_count=settings.SHARD_COUNT,
-        separate_callbacks=True,
-        proxied=True,
-    )
-    try:
-        stack.start_exchange("--fill-delay-ms", "1,5")
-        stack.start_web(WEB_WORKERS)
-        stack.start_callbacks(CALLBACK_WORKERS)
-        stack.start_proxy(client_timeout=f"{CLIENT_TIMEOUT}s")
-        stack.start_worker("w1")
-        yield stack
-    finally:
-        stack.stop_all()
+    stack.start_exchange("--fill-delay-ms", "1,5")
+    stack.start_web(WEB_WORKERS)
+    stack.start_callbacks(CALLBACK_WORKERS)
+    stack.start_proxy(client_timeout=f"{CLIENT_TIMEOUT}s")
+    stack.start_worker("w1")
+    return stack
 
 
 def slow_clients(stack: Stack) -> list[SlowClient]:
